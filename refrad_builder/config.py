@@ -1,0 +1,230 @@
+"""Run configuration: one pydantic model per stage, loaded from YAML with CLI overrides.
+
+Each stage reads exactly one sub-model (plus the secret where it needs keyed hashes); the
+ledger fingerprints a stage's items with the hash of that sub-model, so changing a text
+setting reruns only ``text`` and what consumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+SECRET_ENV = "REFRAD_SECRET"
+SECRET_FILE_ENV = "REFRAD_SECRET_FILE"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputsConfig(_Section):
+    """Where the originals are: DICOM folders (walked recursively) and report tables."""
+
+    dicom: list[Path] = Field(default_factory=list, description="folders of DICOM files")
+    reports: list[Path] = Field(
+        default_factory=list, description="report tables: CSV, JSONL or Parquet"
+    )
+    report_text_column: str = "report"
+    report_key_columns: list[str] = Field(
+        default_factory=lambda: ["accession_number", "study_instance_uid", "study_folder"],
+        description="columns tried in order to pair a report row with a study",
+    )
+    report_language_column: str = "language"
+
+
+class IngestConfig(_Section):
+    """Header reading and grouping."""
+
+    follow_symlinks: bool = False
+    max_file_mb: int = 2048
+
+
+class DeidConfig(_Section):
+    """DICOM de-identification (PS3.15 Annex E Basic Profile core)."""
+
+    retain_longitudinal_dates: bool = True
+    date_shift_max_days: int = 365
+    retain_patient_characteristics: bool = True
+    retain_safe_private: bool = False
+    drop_burned_in: bool = True
+
+
+class ReportConfig(_Section):
+    """Report parsing and text de-identification."""
+
+    languages: list[str] = Field(default_factory=lambda: ["de", "en"])
+    default_language: str = "en"
+    langdetect_seed: int = 0
+
+
+class VolumeConfig(_Section):
+    """Volume building."""
+
+    min_slices: int = 1
+    spacing_tolerance: float = 0.2
+
+
+class SegmentConfig(_Section):
+    """Segmentation backend selection."""
+
+    backend: Literal["auto", "precomputed", "classical", "totalsegmentator"] = "auto"
+    precomputed: list[Path] = Field(default_factory=list)
+    geometry_tolerance_mm: float = 1.0
+    totalseg_weights: Path | None = None
+    totalseg_fast: bool = True
+    totalseg_device: str = "gpu"
+    gpus_per_worker: float = 0.0
+
+
+class WindowConfig(_Section):
+    """A display window (centre/width in HU)."""
+
+    name: str
+    center: float
+    width: float
+
+
+class SlicesConfig(_Section):
+    """Slice choice, windows, masks and boxes."""
+
+    max_slices_per_series: int = 12
+    coverage_neighbors: int = 0
+    min_box_area_px: int = 20
+    ct_windows: list[WindowConfig] = Field(
+        default_factory=lambda: [
+            WindowConfig(name="lung", center=-100, width=2250),
+            WindowConfig(name="soft_tissue", center=40, width=350),
+            WindowConfig(name="brain", center=40, width=80),
+        ]
+    )
+    mr_percentiles: tuple[float, float] = (0.5, 99.5)
+
+
+class TextConfig(_Section):
+    """Captions, grounded captions and VQA."""
+
+    generator: Literal["rules", "llm"] = "rules"
+    languages: list[str] = Field(default_factory=lambda: ["de", "en"])
+    max_presence_negatives: int = 3
+    max_caption_sentences: int = 3
+
+
+class ShardsConfig(_Section):
+    """WebDataset shards and splits."""
+
+    max_samples_per_shard: int = 1000
+    max_bytes_per_shard: int = 512 * 1024 * 1024
+    split_fractions: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
+    )
+
+
+class ExecConfig(_Section):
+    """How the DAG runs."""
+
+    executor: Literal["ray", "local"] = "ray"
+    num_cpus: int | None = None
+    batch_size: int = 4
+
+
+class RunConfig(_Section):
+    """The whole run: inputs, folders, secret and one section per stage."""
+
+    work_dir: Path = Path("out/work")
+    out_dir: Path = Path("out/shards")
+    demo: bool = False
+    secret_file: Path | None = None
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    deid: DeidConfig = Field(default_factory=DeidConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    volume: VolumeConfig = Field(default_factory=VolumeConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    slices: SlicesConfig = Field(default_factory=SlicesConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    execution: ExecConfig = Field(default_factory=ExecConfig)
+
+    def section_hash(self, name: str) -> str:
+        """Stable hash of one stage's section (what the ledger fingerprints)."""
+        section = getattr(self, name, None)
+        payload = section.model_dump(mode="json") if section is not None else {}
+        return stable_hash(payload)
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys), hex, 32 chars."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+class SecretMissing(RuntimeError):
+    """No key for UID/date hashing outside demo mode."""
+
+
+def load_secret(cfg: RunConfig) -> tuple[bytes, str]:
+    """Return (key, where it came from). The key never appears in any output."""
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV].encode(), f"env {SECRET_ENV}"
+    path = cfg.secret_file or (
+        Path(os.environ[SECRET_FILE_ENV]) if os.environ.get(SECRET_FILE_ENV) else None
+    )
+    if path is not None:
+        data = Path(path).read_bytes().strip()
+        if len(data) < 16:
+            raise SecretMissing(f"secret file {path} holds fewer than 16 bytes")
+        return data, f"file {path}"
+    if cfg.demo:
+        demo_file = Path(cfg.work_dir) / "demo-secret.key"
+        if not demo_file.exists():
+            demo_file.parent.mkdir(parents=True, exist_ok=True)
+            demo_file.write_text(secrets.token_hex(32))
+            demo_file.chmod(0o600)
+        return demo_file.read_bytes().strip(), f"demo key generated at {demo_file}"
+    raise SecretMissing(
+        "no secret for UID/date keys: set REFRAD_SECRET, REFRAD_SECRET_FILE or secret_file "
+        "in the config (demo mode generates one)"
+    )
+
+
+def _coerce(value: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML scalars/lists)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key.path=value")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _coerce(value)
+    return data
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a RunConfig from YAML (optional) and ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    apply_overrides(data, overrides or [])
+    return RunConfig.model_validate(data)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (written into the run folder)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

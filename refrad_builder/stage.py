@@ -1,0 +1,135 @@
+"""The stage contract: one narrow, typed abstraction every pipeline stage implements.
+
+Per item a stage returns records (ok), a :class:`Drop` (permanent, counted with a reason) or
+raises (transient: the item is not marked done and is retried by the next run).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from refrad_builder.config import RunConfig, load_secret
+from refrad_builder.records import Record
+
+STAGE_ORDER = [
+    "ingest",
+    "deid",
+    "report",
+    "volume",
+    "segment",
+    "slices",
+    "text",
+    "shards",
+]
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A permanent, reasoned reject of one item. ``reason`` is a short code; never PHI."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage needs."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 1.0
+
+
+@dataclass
+class WorkItem:
+    """One unit of work: a dot-free id, a JSON-able payload and the fingerprint of its inputs."""
+
+    id: str
+    payload: dict[str, Any]
+    input_fingerprint: str
+    fingerprint: str = ""
+
+
+@dataclass
+class StageContext:
+    """What a stage may read: the config, the work dir, the secret and upstream outputs."""
+
+    config: RunConfig
+    _secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def work(self) -> Path:
+        return Path(self.config.work_dir)
+
+    @property
+    def secret(self) -> bytes:
+        if self._secret is None:
+            self._secret, _ = load_secret(self.config)
+        return self._secret
+
+    def stage_dir(self, name: str) -> Path:
+        return self.work / name
+
+    def upstream(self, name: str) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(item id, fingerprint, records) of the current, done, ok items of stage ``name``."""
+        from refrad_builder.ledger import Ledger
+
+        return Ledger(self.stage_dir(name)).current_outputs()
+
+
+class Stage:
+    """Base class of every stage. Subclasses set the class attributes and implement
+    :meth:`plan` and :meth:`process`; :meth:`setup` holds per-worker state."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    consumes: ClassVar[tuple[str, ...]] = ()
+    config_section: ClassVar[str | None] = None
+    uses_secret: ClassVar[bool] = False
+    resources: ClassVar[Resources] = Resources()
+    actor_pool: ClassVar[bool] = False
+
+    def __init__(self, ctx: StageContext):
+        self.ctx = ctx
+
+    @property
+    def cfg(self) -> Any:
+        return getattr(self.ctx.config, self.config_section or self.name)
+
+    @cached_property
+    def out_dir(self) -> Path:
+        return self.ctx.stage_dir(self.name)
+
+    def config_hash(self) -> str:
+        from refrad_builder.config import stable_hash
+
+        parts = [self.ctx.config.section_hash(self.config_section or self.name)]
+        if self.uses_secret:
+            parts.append(stable_hash(self.ctx.secret.hex()))
+        return stable_hash(parts)
+
+    def plan(self) -> list[WorkItem]:
+        """The items this stage must have done, from upstream outputs."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Per-worker state (a model, a client). Called once per worker before process."""
+
+    def process(self, item: WorkItem) -> list[Record] | Record | Drop:
+        """Do one item. Write blobs atomically under ``self.out_dir``; return records."""
+        raise NotImplementedError
+
+    def finalize(self) -> None:
+        """Run-level work after all items (optional)."""
+
+
+def get_stage(name: str) -> type[Stage]:
+    """The Stage class of ``name`` (module ``stages.<name>``, class attribute ``STAGE``)."""
+    if name not in STAGE_ORDER:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER)}")
+    module = importlib.import_module(f"stages.{name}")
+    return module.STAGE
