@@ -272,9 +272,58 @@ class Sample(Record):
 
 
 class Reject(Record):
-    """A counted, reasoned reject (never PHI)."""
+    """A row of ``rejects.parquet``: a counted, reasoned reject or a failed item (never PHI)."""
 
     stage: str
     item: str
+    outcome: Literal["drop", "error"] = "drop"
     reason: str
     detail: str = ""
+
+
+class IndexRow(Record):
+    """A row of ``index.parquet``: one sample."""
+
+    key: str
+    split: str
+    shard: str
+    modality: str
+    language: str | None = None
+    patient: str
+    study: str
+    series: str
+    plane: str
+    width: int
+    height: int
+    classes: list[str]
+    n_boxes: int
+    n_vqa: int
+    n_grounded: int
+    caption_languages: list[str]
+    image_sha256: str
+
+
+class ShardEntry(Record):
+    """One shard in ``shards.json``."""
+
+    name: str
+    split: str
+    samples: int
+    bytes: int
+    sha256: str
+
+
+class ShardIndex(Record):
+    """``shards.json``: the shards of a run with checksums."""
+
+    fingerprint: str
+    schema_version: str
+    shards: list[ShardEntry]
+
+
+class TextRecord(Record):
+    """What the text stage hands to shards: the sample JSON and its blobs (work-relative)."""
+
+    sample: Sample
+    image_png: str
+    mask_png: str

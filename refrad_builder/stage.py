@@ -89,6 +89,7 @@ class Stage:
     version: ClassVar[str]
     consumes: ClassVar[tuple[str, ...]] = ()
     config_section: ClassVar[str | None] = None
+    extra_config: ClassVar[tuple[str, ...]] = ()
     uses_secret: ClassVar[bool] = False
     resources: ClassVar[Resources] = Resources()
     actor_pool: ClassVar[bool] = False
@@ -107,7 +108,8 @@ class Stage:
     def config_hash(self) -> str:
         from refrad_builder.config import stable_hash
 
-        parts = [self.ctx.config.section_hash(self.config_section or self.name)]
+        sections = (self.config_section or self.name, *self.extra_config)
+        parts = [self.ctx.config.section_hash(s) for s in sections]
         if self.uses_secret:
             parts.append(stable_hash(self.ctx.secret.hex()))
         return stable_hash(parts)
@@ -122,6 +124,10 @@ class Stage:
     def process(self, item: WorkItem) -> list[Record] | Record | Drop:
         """Do one item. Write blobs atomically under ``self.out_dir``; return records."""
         raise NotImplementedError
+
+    def outputs_present(self, item: WorkItem) -> bool:
+        """Whether a done item's outputs outside the work dir still exist (default: yes)."""
+        return True
 
     def finalize(self) -> None:
         """Run-level work after all items (optional)."""

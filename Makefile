@@ -1,0 +1,71 @@
+# refrad_builder: every target sets itself up (venv + package) on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+REFRAD := $(VENV)/bin/refrad
+DEMO   ?= out/demo
+WORK   ?= out/work
+OUT    ?= out/shards
+STUDIES ?= 4
+# Your own data: make shards CONFIG=my.yaml (work_dir/out_dir from the file unless WORK/OUT given)
+CONFIG ?=
+STAGES := ingest deid report volume segment slices text
+
+ifeq ($(CONFIG),)
+RUNCFG = --config $(DEMO)/config.yaml --work $(WORK) --out $(OUT)
+CFGDEP = $(DEMO)/config.yaml
+else
+RUNCFG = --config $(CONFIG) $(if $(filter command line,$(origin WORK)),--work $(WORK)) $(if $(filter command line,$(origin OUT)),--out $(OUT))
+CFGDEP =
+endif
+
+.PHONY: install shards demo test lint format schemas bench status validate clean $(STAGES)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DEMO)/config.yaml: | $(VENV)/.installed
+	$(REFRAD) demo make $(DEMO) --studies $(STUDIES)
+
+demo: $(VENV)/.installed
+	$(REFRAD) demo make $(DEMO) --studies $(STUDIES)
+
+## The whole DAG on the embedded default (or CONFIG=...), then validation and per-stage counts.
+shards: $(VENV)/.installed $(CFGDEP)
+	$(REFRAD) run $(RUNCFG)
+	$(REFRAD) status $(RUNCFG)
+
+## One stage at a time: make deid, make segment, ... (reruns only what is not done)
+$(STAGES): $(VENV)/.installed $(CFGDEP)
+	$(REFRAD) run $(RUNCFG) --only $@
+
+status: $(VENV)/.installed
+	$(REFRAD) status $(RUNCFG)
+
+validate: $(VENV)/.installed
+	$(REFRAD) validate $(OUT)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+schemas: $(VENV)/.installed
+	$(PY) -m refrad_builder.schema_gen schemas
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf out

@@ -1,0 +1,1 @@
+"""Versioned LLM prompts (one file per task and language)."""

@@ -1,0 +1,215 @@
+"""The ``refrad`` command. Parsing and printing only: the work happens in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from refrad_builder.stage import STAGE_ORDER
+
+EPILOG = """examples:
+  refrad demo make out/demo --studies 4
+  refrad run --config out/demo/config.yaml
+  refrad run --config my.yaml --only segment
+  refrad run --config my.yaml --from slices --force text
+  refrad status --config my.yaml
+  refrad validate out/shards
+  refrad report analyze report.txt --json
+Cluster: set RAY_ADDRESS (or use `ray job submit -- refrad run --config my.yaml`); work_dir
+and out_dir must then be on a filesystem every node can reach."""
+
+
+def _config(args: argparse.Namespace):
+    from refrad_builder.config import load_config
+
+    overrides = list(getattr(args, "set", None) or [])
+    if getattr(args, "work", None):
+        overrides.append(f"work_dir={args.work}")
+    if getattr(args, "out", None):
+        overrides.append(f"out_dir={args.out}")
+    if getattr(args, "demo", False):
+        overrides.append("demo=true")
+    if getattr(args, "executor", None):
+        overrides.append(f"execution.executor={args.executor}")
+    return load_config(args.config, overrides)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="run config (YAML); defaults apply without one")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set slices.max_slices_per_series=8 (repeatable)",
+    )
+    p.add_argument("--work", help="work folder (ledger, intermediate records and blobs)")
+    p.add_argument("--out", help="output folder for shards, index and summary")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from refrad_builder.runner import run_pipeline, select_stages
+    from refrad_builder.validate import validate_dir
+
+    cfg = _config(args)
+    stages = select_stages(args.only, getattr(args, "from"), args.until)
+    for name in args.force or []:
+        if name not in STAGE_ORDER:
+            raise SystemExit(f"--force: unknown stage {name!r}")
+    run_pipeline(cfg, stages=stages, force=args.force or [])
+    if "shards" in stages and not args.no_validate:
+        report = validate_dir(Path(cfg.out_dir))
+        print(report.summary())
+        return 0 if report.ok else 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from refrad_builder.runner import stage_status
+
+    statuses = [s.as_dict() for s in stage_status(_config(args))]
+    if args.json:
+        print(json.dumps(statuses, indent=2))
+        return 0
+    print(f"{'stage':16s} {'planned':>7s} {'done':>6s} {'dropped':>8s} {'failed':>7s} {'pending':>8s}")
+    for s in statuses:
+        print(
+            f"{s['stage']:16s} {s['planned']:7d} {s['done']:6d} {sum(s['dropped'].values()):8d} "
+            f"{sum(s['failed'].values()):7d} {s['pending']:8d}"
+        )
+        for reason, n in s["dropped"].items():
+            print(f"{'':18s}dropped {reason}: {n}")
+        for reason, n in s["failed"].items():
+            print(f"{'':18s}failed {reason}: {n}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from refrad_builder.validate import main as validate_main
+
+    return validate_main([str(args.path)] + (["--json"] if args.json else []))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from importlib.metadata import version
+
+    from refrad_builder.anatomy import schema
+    from refrad_builder.config import dump_config
+    from refrad_builder.stage import get_stage
+
+    cfg = _config(args)
+    print(f"refrad_builder {version('refrad-builder')}")
+    print(f"label schema: {schema().version} ({len(schema().classes)} classes)")
+    print("stages: " + ", ".join(f"{n} v{get_stage(n).version}" for n in STAGE_ORDER))
+    print("resolved config:")
+    print(dump_config(cfg))
+    return 0
+
+
+def cmd_demo_make(args: argparse.Namespace) -> int:
+    from refrad_builder.demo import make_demo
+
+    manifest = make_demo(Path(args.dir), studies=args.studies, seed=args.seed, include_real=not args.no_real)
+    print(f"demo inputs written to {args.dir} ({args.studies} generated studies"
+          f"{' + the real CT series' if not args.no_real else ''}); run config: {Path(args.dir) / 'config.yaml'}")
+    del manifest
+    return 0
+
+
+def cmd_report_analyze(args: argparse.Namespace) -> int:
+    from refrad_builder.reports.analyze import cli_report_analyze
+
+    return cli_report_analyze(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refrad",
+        description="Build a de-identified, bilingual, grounded 2D training corpus from CT/MR "
+        "DICOM studies and their reports.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline (all stages, or a selection)",
+        description="Run the DAG: " + " -> ".join(STAGE_ORDER) + ". Items already done with an "
+        "unchanged fingerprint are skipped; failed items are retried.",
+    )
+    _add_config_args(p)
+    p.add_argument("--demo", action="store_true", help="demo mode (generated secret key)")
+    p.add_argument("--from", dest="from", choices=STAGE_ORDER, help="start at this stage")
+    p.add_argument("--until", choices=STAGE_ORDER, help="stop after this stage")
+    p.add_argument("--only", choices=STAGE_ORDER, help="run only this stage")
+    p.add_argument("--force", action="append", choices=STAGE_ORDER, help="redo every item of this stage (repeatable)")
+    p.add_argument("--executor", choices=["ray", "local"], help="ray (default) or local (in-process)")
+    p.add_argument("--no-validate", action="store_true", help="skip validation after shards")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="per stage: done / dropped / failed / pending, with reasons")
+    _add_config_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("validate", help="validate a shard folder (exit 1 on failure)")
+    p.add_argument("path", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("info", help="versions, stages, label schema and the resolved config")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="demo inputs for the embedded default")
+    demo_sub = p.add_subparsers(dest="demo_command", required=True)
+    q = demo_sub.add_parser(
+        "make",
+        help="write generated CT/MR studies with fake PHI, reports and segmentations",
+        description="Writes DIR/dicom, DIR/reports.csv, DIR/segmentations and DIR/config.yaml.",
+    )
+    q.add_argument("dir")
+    q.add_argument("--studies", type=int, default=4)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--no-real", action="store_true", help="leave out the bundled real CT series")
+    q.set_defaults(func=cmd_demo_make)
+
+    p = sub.add_parser("report", help="report text tools")
+    rep_sub = p.add_subparsers(dest="report_command", required=True)
+    q = rep_sub.add_parser(
+        "analyze",
+        help="de-identify and parse one report; print JSON",
+        description="Prints language, scrubbed_text, sections and sentences (mentions, image "
+        "references) as one JSON object (schema: schemas/report_analysis.schema.json).",
+    )
+    q.add_argument("file", type=Path)
+    q.add_argument("--lang", default="auto", choices=["auto", "de", "en"])
+    q.add_argument("--known-phi", type=Path, help='JSON {"NAME": [...], "ID": [...], "DATE": [...]}')
+    q.add_argument("--json", action="store_true", help="print JSON (the default output)")
+    q.set_defaults(func=cmd_report_analyze)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``refrad`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
+    try:
+        return args.func(args) or 0
+    except Exception as exc:
+        from refrad_builder.config import SecretMissing
+
+        if isinstance(exc, (SecretMissing, FileNotFoundError, ValueError)):
+            print(f"refrad: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Header-only reading of original DICOM files for ingest.
+
+Everything identifying is turned into keyed hashes here, before it leaves the function:
+grouping keys, pairing keys and the typed known-PHI hashes the report scrubber uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from refrad_builder.pseudo import keyed_hex, phi_hash
+from refrad_builder.records import FileHeader
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_NAME_TAGS = (
+    "PatientName",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "NameOfPhysiciansReadingStudy",
+    "PhysiciansOfRecord",
+    "RequestingPhysician",
+    "ScheduledPerformingPhysicianName",
+)
+_ID_TAGS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "MedicalRecordLocator")
+_INST_TAGS = ("InstitutionName", "InstitutionalDepartmentName", "StationName")
+_ADDR_TAGS = ("PatientAddress", "InstitutionAddress")
+
+
+class HeaderError(Exception):
+    """A file ingest cannot use; ``reason`` is a short code, never PHI."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _text(ds: pydicom.Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def read_dataset(path: Path) -> pydicom.Dataset:
+    """Read a header (pixel data deferred, not loaded); raise HeaderError with a reason."""
+    try:
+        return pydicom.dcmread(path, defer_size=1024)
+    except InvalidDicomError:
+        pass
+    except Exception:
+        raise HeaderError("unreadable_dicom") from None
+    # No preamble/file meta: accept a raw data set only if it looks like one.
+    try:
+        ds = pydicom.dcmread(path, defer_size=1024, force=True)
+    except Exception:
+        raise HeaderError("not_dicom") from None
+    if "SOPClassUID" not in ds and "Modality" not in ds:
+        raise HeaderError("not_dicom")
+    return ds
+
+
+def _known_phi(secret: bytes, ds: pydicom.Dataset) -> list[str]:
+    out: set[str] = set()
+
+    def add(kind: str, value: str) -> None:
+        value = value.strip()
+        if len(value) >= 2:
+            out.add(phi_hash(secret, kind, value))
+
+    for kw in _NAME_TAGS:
+        for part in _text(ds, kw).replace("^", " ").replace("\\", " ").replace(",", " ").split():
+            add("NAME", part)
+    for kw in _ID_TAGS:
+        for value in _text(ds, kw).split("\\"):
+            add("ID", value)
+            for part in value.split():
+                add("ID", part)
+    birth = _text(ds, "PatientBirthDate")
+    if birth:
+        add("DATE", birth[:8])
+    for kw in _INST_TAGS:
+        for part in _text(ds, kw).split():
+            add("INST", part)
+    for kw in _ADDR_TAGS:
+        for part in _text(ds, kw).replace("^", " ").split():
+            add("ADDR", part)
+    return sorted(out)
+
+
+def read_header(secret: bytes, root: int, root_path: Path, rel: str) -> FileHeader:
+    """Read one file's header into a FileHeader; raise HeaderError for unusable files."""
+    path = root_path / rel
+    ds = read_dataset(path)
+    meta = getattr(ds, "file_meta", None)
+    sop_class = _text(ds, "SOPClassUID") or (
+        str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
+    )
+    if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+        raise HeaderError("dicomdir_index", "a DICOMDIR index; its referenced files are ingested")
+    has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+    if not has_pixels:
+        raise HeaderError("no_pixel_data", f"sop class {sop_class or 'unknown'}")
+    top = rel.split("/", 1)[0] if "/" in rel else ""
+    folder = str(Path(rel).parent)
+    patient_id = _text(ds, "PatientID")
+    patient_basis = (
+        f"id:{patient_id}"
+        if patient_id
+        else f"nm:{_text(ds, 'PatientName')}|{_text(ds, 'PatientBirthDate')}|{top}"
+    )
+    study_uid = _text(ds, "StudyInstanceUID")
+    accession = _text(ds, "AccessionNumber")
+    study_basis = (
+        f"uid:{study_uid}"
+        if study_uid
+        else f"nouid:{patient_basis}|{_text(ds, 'StudyDate')}|{_text(ds, 'StudyTime')}|{accession}|{top}"
+    )
+    series_uid = _text(ds, "SeriesInstanceUID")
+    iop = ds.get("ImageOrientationPatient")
+    iop_key = ",".join(f"{float(v):.3f}" for v in iop) if iop else ""
+    series_basis = (
+        f"uid:{series_uid}"
+        if series_uid
+        else "|".join(
+            [
+                "nouid",
+                study_basis,
+                _text(ds, "Modality"),
+                str(_int(ds, "SeriesNumber")),
+                _text(ds, "FrameOfReferenceUID"),
+                iop_key,
+                _text(ds, "SeriesDescription"),
+                folder,
+            ]
+        )
+    )
+    transfer = str(meta.get("TransferSyntaxUID", "")) if meta else ""
+    return FileHeader(
+        file_id=keyed_hex(secret, "file", str(root), rel, n=24),
+        root=root,
+        path=rel,
+        size=path.stat().st_size,
+        patient_key=keyed_hex(secret, "patient", patient_basis),
+        study_key=keyed_hex(secret, "study", study_basis),
+        series_key=keyed_hex(secret, "series", series_basis),
+        accession_key=keyed_hex(secret, "pair", accession) if accession else None,
+        study_uid_key=keyed_hex(secret, "pair", study_uid) if study_uid else None,
+        folder_key=keyed_hex(secret, "pair", top or folder),
+        modality=_text(ds, "Modality").upper() or "OT",
+        series_number=_int(ds, "SeriesNumber"),
+        instance_number=_int(ds, "InstanceNumber"),
+        sop_class_uid=sop_class or None,
+        transfer_syntax_uid=transfer or None,
+        has_pixels=has_pixels,
+        known_phi=_known_phi(secret, ds),
+    )

@@ -1,0 +1,1 @@
+"""Imaging: volumes, orientation, segmentation backends, slices, windows, boxes, PNG."""

@@ -1,0 +1,310 @@
+"""Rule-based text products for one slice: captions, grounded captions and VQA (DE + EN).
+
+Report sentences are linked to a slice by key-image reference first, then by mentioned
+classes that are segmented in the slice (the set-intersection filter). Grounding only ever
+uses classes visible in the slice, with the slice's own union boxes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from refrad_builder import grounding
+from refrad_builder.anatomy import LabelSchema
+from refrad_builder.records import Box, ReportRecord, Sentence, SliceRecord, VQAItem
+
+LANGS = ("de", "en")
+GENERATOR = "rules:1"
+
+T = {
+    "en": {
+        "modality": {"CT": "CT", "MR": "MR"},
+        "plane": {"axial": "axial", "coronal": "coronal", "sagittal": "sagittal"},
+        "caption": "{plane} {modality} image. Visible structures: {items}.",
+        "caption_none": "{plane} {modality} image without segmented structures.",
+        "grounded": "Visible structures: {items}.",
+        "present_q": 'Is the structure "{name}" visible in this image?',
+        "yes": "Yes",
+        "no": "No",
+        "list_q": "Which structures are segmented in this image?",
+        "mc_q": "Which of the following structures is visible in this image?",
+        "abnormal_q": 'According to the report, is the structure "{name}" abnormal?',
+        "modality_q": "Which imaging modality was used?",
+        "plane_q": "In which plane is this image?",
+        "sex_q": "What is the sex of the patient?",
+        "sex": {"M": "male", "F": "female", "O": "other"},
+        "age_q": "How old is the patient (in years)?",
+        "contrast_q": "Was contrast medium applied?",
+    },
+    "de": {
+        "modality": {"CT": "CT", "MR": "MRT"},
+        "plane": {"axial": "axiales", "coronal": "koronares", "sagittal": "sagittales"},
+        "caption": "{plane} {modality}-Schnittbild. Sichtbare Strukturen: {items}.",
+        "caption_none": "{plane} {modality}-Schnittbild ohne segmentierte Strukturen.",
+        "grounded": "Sichtbare Strukturen: {items}.",
+        "present_q": "Ist die Struktur „{name}“ in diesem Bild sichtbar?",
+        "yes": "Ja",
+        "no": "Nein",
+        "list_q": "Welche Strukturen sind in diesem Bild segmentiert?",
+        "mc_q": "Welche der folgenden Strukturen ist in diesem Bild sichtbar?",
+        "abnormal_q": "Ist die Struktur „{name}“ laut Befund auffällig?",
+        "modality_q": "Mit welcher Bildgebungsmodalität wurde das Bild erstellt?",
+        "plane_q": "In welcher Ebene liegt dieses Bild?",
+        "sex_q": "Welches Geschlecht hat der Patient?",
+        "sex": {"M": "männlich", "F": "weiblich", "O": "divers"},
+        "age_q": "Wie alt ist der Patient (in Jahren)?",
+        "contrast_q": "Wurde Kontrastmittel gegeben?",
+    },
+}
+_PLANE_ANSWER = {
+    "en": {"axial": "axial", "coronal": "coronal", "sagittal": "sagittal"},
+    "de": {"axial": "axial", "coronal": "koronar", "sagittal": "sagittal"},
+}
+
+
+@dataclass
+class TextProducts:
+    """Everything the text stage writes for one slice."""
+
+    captions: dict[str, list[str]]
+    grounded: dict[str, list[str]]
+    vqa: list[VQAItem]
+
+
+def _rank(seed: str, items: list[str]) -> list[str]:
+    """A deterministic pseudo-random order (stable across runs and machines)."""
+    return sorted(items, key=lambda s: hashlib.sha256(f"{seed}|{s}".encode()).hexdigest())
+
+
+def visible_classes(sl: SliceRecord, schema: LabelSchema) -> dict[str, Box]:
+    """Class name -> union box, including parents whose members are visible (lung_left)."""
+    boxes = {b.class_name: b for b in sl.boxes}
+    out = dict(boxes)
+    for c in schema.classes:
+        if c.name in out:
+            continue
+        members = [boxes[m] for m in schema.members(c.name) if m in boxes]
+        if members:
+            x0 = min(b.bbox[0] for b in members)
+            y0 = min(b.bbox[1] for b in members)
+            x1 = max(b.bbox[2] for b in members)
+            y1 = max(b.bbox[3] for b in members)
+            out[c.name] = Box(
+                class_id=c.id,
+                class_name=c.name,
+                bbox=(x0, y0, x1, y1),
+                area=sum(b.area for b in members),
+            )
+    return out
+
+
+def linked_sentences(
+    sl: SliceRecord, report: ReportRecord | None, visible: dict[str, Box], limit: int
+) -> list[Sentence]:
+    """Report sentences about this slice: image references first, then visible mentions."""
+    if report is None:
+        return []
+    by_ref, by_mention = [], []
+    for s in report.sentences:
+        if s.temporal:
+            continue
+        if any(
+            r.image == sl.instance_number and r.series in (-1, sl.series_number)
+            for r in s.image_refs
+        ):
+            by_ref.append(s)
+        elif any(m.class_name in visible for m in s.mentions) and s.section in (
+            "findings",
+            "impression",
+        ):
+            by_mention.append(s)
+    return (by_ref + by_mention)[:limit]
+
+
+def _ground_sentence(s: Sentence, visible: dict[str, Box], sl: SliceRecord) -> str | None:
+    spans = sorted(
+        (m for m in s.mentions if m.class_name in visible), key=lambda m: m.span[0], reverse=True
+    )
+    if not spans:
+        return None
+    text = s.text
+    last_start = len(text) + 1
+    for m in spans:
+        start, end = m.span
+        if end > last_start:  # overlapping spans: keep the later one only
+            continue
+        b = visible[m.class_name]
+        text = (
+            text[:start]
+            + grounding.token(b.class_id, text[start:end], b.bbox, sl.width, sl.height)
+            + text[end:]
+        )
+        last_start = start
+    return text
+
+
+def make_products(
+    sl: SliceRecord,
+    report: ReportRecord | None,
+    series_classes: list[str],
+    schema: LabelSchema,
+    max_sentences: int,
+    max_negatives: int,
+) -> TextProducts:
+    """Captions, grounded captions and VQA for one slice in German and English."""
+    visible = visible_classes(sl, schema)
+    shown = [b for b in sorted(sl.boxes, key=lambda b: -b.area)]
+    captions: dict[str, list[str]] = {lang: [] for lang in LANGS}
+    grounded: dict[str, list[str]] = {lang: [] for lang in LANGS}
+    vqa: list[VQAItem] = []
+
+    linked = linked_sentences(sl, report, visible, max_sentences)
+    if report is not None and linked:
+        captions[report.language].append(" ".join(s.text for s in linked))
+        for s in linked:
+            g = _ground_sentence(s, visible, sl)
+            if g:
+                grounded[report.language].append(g)
+
+    for lang in LANGS:
+        t = T[lang]
+        plane = t["plane"][sl.plane]
+        modality = t["modality"].get(sl.modality, sl.modality)
+        names = [schema.display(b.class_id, lang) for b in shown]
+        if names:
+            captions[lang].append(
+                t["caption"].format(plane=plane.capitalize(), modality=modality, items=", ".join(names))
+            )
+            items = ", ".join(
+                grounding.token(b.class_id, schema.display(b.class_id, lang), b.bbox, sl.width, sl.height)
+                for b in shown
+            )
+            grounded[lang].append(t["grounded"].format(items=items))
+        else:
+            captions[lang].append(t["caption_none"].format(plane=plane.capitalize(), modality=modality))
+        vqa.extend(_presence(sl, lang, shown, series_classes, schema, max_negatives))
+        vqa.extend(_metadata(sl, lang))
+        vqa.extend(_findings(linked, visible, lang, schema))
+    return TextProducts(captions=captions, grounded=grounded, vqa=vqa)
+
+
+def _presence(sl, lang, shown, series_classes, schema, max_negatives) -> list[VQAItem]:
+    t = T[lang]
+    out = []
+    present = [b.class_name for b in shown]
+    absent = _rank(sl.slice_id, [c for c in series_classes if c not in present])[:max_negatives]
+    for name in present[:max_negatives]:
+        out.append(
+            VQAItem(
+                question=t["present_q"].format(name=schema.display(schema.by_name[name].id, lang)),
+                answer=t["yes"],
+                question_type="closed",
+                language=lang,
+                source="presence",
+            )
+        )
+    for name in absent:
+        out.append(
+            VQAItem(
+                question=t["present_q"].format(name=schema.display(schema.by_name[name].id, lang)),
+                answer=t["no"],
+                question_type="closed",
+                language=lang,
+                source="presence",
+            )
+        )
+    if present:
+        out.append(
+            VQAItem(
+                question=t["list_q"],
+                answer=", ".join(schema.display(schema.by_name[n].id, lang) for n in present),
+                question_type="open",
+                language=lang,
+                source="presence",
+            )
+        )
+    if present and len(absent) >= 2:
+        right = present[0]
+        choices = _rank(sl.slice_id + lang, [right, *absent[:3]])
+        out.append(
+            VQAItem(
+                question=t["mc_q"],
+                answer=schema.display(schema.by_name[right].id, lang),
+                question_type="multiple",
+                choices=[schema.display(schema.by_name[c].id, lang) for c in choices],
+                language=lang,
+                source="presence",
+            )
+        )
+    return out
+
+
+def _metadata(sl: SliceRecord, lang: str) -> list[VQAItem]:
+    t = T[lang]
+    out = [
+        VQAItem(
+            question=t["modality_q"],
+            answer=t["modality"].get(sl.modality, sl.modality),
+            question_type="open",
+            language=lang,
+            source="metadata",
+        ),
+        VQAItem(
+            question=t["plane_q"],
+            answer=_PLANE_ANSWER[lang][sl.plane],
+            question_type="open",
+            language=lang,
+            source="metadata",
+        ),
+    ]
+    if sl.sex in t["sex"]:
+        out.append(
+            VQAItem(
+                question=t["sex_q"],
+                answer=t["sex"][sl.sex],
+                question_type="open",
+                language=lang,
+                source="metadata",
+            )
+        )
+    if sl.age_years is not None and sl.age_years <= 89:
+        out.append(
+            VQAItem(
+                question=t["age_q"],
+                answer=str(sl.age_years),
+                question_type="open",
+                language=lang,
+                source="metadata",
+            )
+        )
+    if sl.contrast is not None:
+        out.append(
+            VQAItem(
+                question=t["contrast_q"],
+                answer=t["yes"] if sl.contrast else t["no"],
+                question_type="closed",
+                language=lang,
+                source="metadata",
+            )
+        )
+    return out
+
+
+def _findings(linked, visible, lang, schema) -> list[VQAItem]:
+    t = T[lang]
+    seen: dict[str, bool] = {}
+    for s in linked:
+        for m in s.mentions:
+            if m.class_name in visible:
+                seen[m.class_name] = seen.get(m.class_name, False) or m.abnormal
+    return [
+        VQAItem(
+            question=t["abnormal_q"].format(name=schema.display(schema.by_name[name].id, lang)),
+            answer=t["yes"] if abnormal else t["no"],
+            question_type="closed",
+            language=lang,
+            source="findings",
+        )
+        for name, abnormal in sorted(seen.items())
+    ]

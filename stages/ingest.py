@@ -1,0 +1,184 @@
+"""ingest: walk the inputs, read headers only, group into series and studies, pair reports.
+
+Items are files (a header read each); ``finalize`` groups the current file headers into the
+sub-ledgers ``ingest/series`` and ``ingest/studies`` that deid and report plan from, and
+counts report rows that match no study in ``ingest/reports``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+
+from refrad_builder.config import stable_hash
+from refrad_builder.dicom_header import HeaderError, read_header
+from refrad_builder.ledger import Ledger, item_fingerprint
+from refrad_builder.pseudo import keyed_hex, pseudonym
+from refrad_builder.records import FileHeader, ReportRef, SeriesRecord, StudyRecord
+from refrad_builder.report_table import ReportTableError, load_table
+from refrad_builder.stage import Drop, Stage, WorkItem
+
+SUPPORTED_MODALITIES = {"CT", "MR"}
+
+
+class IngestStage(Stage):
+    """Header-only ingest of every file under the configured DICOM folders."""
+
+    name = "ingest"
+    version = "1"
+    extra_config = ("inputs",)
+    uses_secret = True
+
+    def _walk(self) -> list[tuple[int, Path, str]]:
+        found = []
+        for root_idx, root in enumerate(self.ctx.config.inputs.dicom):
+            root = Path(root)
+            if not root.is_dir():
+                raise FileNotFoundError(f"input folder #{root_idx} does not exist")
+            for dirpath, dirnames, filenames in os.walk(
+                root, followlinks=self.cfg.follow_symlinks
+            ):
+                dirnames.sort()
+                for fn in sorted(filenames):
+                    full = Path(dirpath) / fn
+                    if full.is_file():
+                        found.append((root_idx, root, full.relative_to(root).as_posix()))
+        return found
+
+    def plan(self) -> list[WorkItem]:
+        items = []
+        for root_idx, root, rel in self._walk():
+            st = (root / rel).stat()
+            item_id = keyed_hex(self.ctx.secret, "file", str(root_idx), rel, n=24)
+            items.append(
+                WorkItem(
+                    id=item_id,
+                    payload={"root": root_idx, "path": rel},
+                    input_fingerprint=stable_hash([item_id, st.st_size, st.st_mtime_ns]),
+                )
+            )
+        return items
+
+    def process(self, item: WorkItem) -> FileHeader | Drop:
+        root_idx = item.payload["root"]
+        root = Path(self.ctx.config.inputs.dicom[root_idx])
+        rel = item.payload["path"]
+        if (root / rel).stat().st_size > self.cfg.max_file_mb * 1024 * 1024:
+            return Drop("file_too_large")
+        try:
+            return read_header(self.ctx.secret, root_idx, root, rel)
+        except HeaderError as exc:
+            return Drop(exc.reason, exc.detail)
+
+    # --- grouping -----------------------------------------------------------------------
+
+    def finalize(self) -> None:
+        secret = self.ctx.secret
+        headers = [
+            (fp, FileHeader(**recs[0])) for _, fp, recs in Ledger(self.out_dir).current_outputs()
+        ]
+        by_series: dict[str, list[tuple[str, FileHeader]]] = collections.defaultdict(list)
+        for fp, h in headers:
+            by_series[h.series_key].append((fp, h))
+
+        series_items: dict[str, tuple[str, SeriesRecord | None, str]] = {}
+        studies: dict[str, dict] = {}
+        for series_key, members in sorted(by_series.items()):
+            members.sort(key=lambda m: (m[1].instance_number or 0, m[1].root, m[1].path))
+            first = members[0][1]
+            series_id = pseudonym(secret, "series", series_key)
+            study_id = pseudonym(secret, "study", first.study_key)
+            patient_id = pseudonym(secret, "patient", first.patient_key)
+            fp = stable_hash([m[0] for m in members])
+            if first.modality not in SUPPORTED_MODALITIES:
+                series_items[series_id] = (fp, None, "unsupported_modality")
+                continue
+            rec = SeriesRecord(
+                series_id=series_id,
+                study_id=study_id,
+                patient_id=patient_id,
+                modality=first.modality,
+                series_number=first.series_number,
+                files=[(m[1].root, m[1].path) for m in members],
+            )
+            series_items[series_id] = (fp, rec, "")
+            st = studies.setdefault(
+                study_id,
+                {"patient_id": patient_id, "series": {}, "phi": set(), "keys": set()},
+            )
+            st["series"][series_id] = fp
+            for _, h in members:
+                st["phi"].update(h.known_phi)
+                st["keys"].update(
+                    k for k in (h.accession_key, h.study_uid_key, h.folder_key) if k
+                )
+
+        self._write_sub("series", series_items)
+        pairs, report_drops = self._pair_reports(studies)
+        study_items: dict[str, tuple[str, StudyRecord | None, str]] = {}
+        for study_id, st in sorted(studies.items()):
+            ref = pairs.get(study_id)
+            rec = StudyRecord(
+                study_id=study_id,
+                patient_id=st["patient_id"],
+                series_ids=sorted(st["series"]),
+                report=ref,
+                known_phi=sorted(st["phi"]),
+            )
+            fp = stable_hash([sorted(st["series"].items()), ref.model_dump() if ref else None])
+            study_items[study_id] = (fp, rec, "")
+        self._write_sub("studies", study_items)
+        self._write_sub("reports", report_drops)
+
+    def _pair_reports(self, studies: dict[str, dict]):
+        inputs = self.ctx.config.inputs
+        secret = self.ctx.secret
+        key_to_study = {}
+        for study_id, st in sorted(studies.items()):
+            for k in st["keys"]:
+                key_to_study.setdefault(k, study_id)
+        pairs: dict[str, ReportRef] = {}
+        drops: dict[str, tuple[str, None, str]] = {}
+        for t_idx, table_path in enumerate(inputs.reports):
+            row_tag = keyed_hex(secret, "report-table", str(t_idx), n=12)
+            try:
+                df = load_table(str(table_path))
+            except (ReportTableError, FileNotFoundError):
+                drops[f"table{t_idx}"] = (stable_hash([row_tag]), None, "unreadable_report_table")
+                continue
+            cols = [c for c in inputs.report_key_columns if c in df.columns]
+            for r_idx, row in enumerate(df.iter_rows(named=True)):
+                item_id = f"t{t_idx}r{r_idx}"
+                matched = None
+                kind = ""
+                for col in cols:
+                    value = (row.get(col) or "").strip()
+                    if value and keyed_hex(secret, "pair", value) in key_to_study:
+                        matched = key_to_study[keyed_hex(secret, "pair", value)]
+                        kind = col
+                        break
+                if matched is None:
+                    drops[item_id] = (stable_hash([row_tag, r_idx]), None, "report_without_study")
+                elif matched in pairs:
+                    drops[item_id] = (stable_hash([row_tag, r_idx]), None, "duplicate_report")
+                else:
+                    pairs[matched] = ReportRef(table=t_idx, row=r_idx, key_kind=kind)
+        return pairs, drops
+
+    def _write_sub(self, name: str, items: dict[str, tuple[str, object, str]]) -> None:
+        ledger = Ledger(self.out_dir / name)
+        manifest = {}
+        for item_id, (input_fp, rec, reason) in items.items():
+            fp = item_fingerprint(f"ingest/{name}", self.version, self.config_hash(), input_fp)
+            manifest[item_id] = fp
+            if ledger.is_done(item_id, fp):
+                continue
+            if rec is None:
+                ledger.mark_drop(item_id, fp, reason, "")
+            else:
+                ledger.mark_ok(item_id, fp, [rec.model_dump(mode="json", by_alias=True)])
+        ledger.write_manifest(manifest, self.version, self.config_hash())
+
+
+STAGE = IngestStage

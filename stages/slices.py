@@ -1,0 +1,255 @@
+"""The ``slices`` stage: choose axial slices of a series, store them as lossless 16-bit PNGs
+with their uint8 label masks, and record windows and one union box per class.
+
+One item per series that has both a volume and a segmentation. Stored images are in the
+radiological display orientation of the canonical (L, P, S) volume: ``vol[:, :, k].T``,
+row 0 = anterior, column 0 = patient right.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from refrad_builder.anatomy import schema
+from refrad_builder.config import stable_hash
+from refrad_builder.imaging.boxes import union_boxes
+from refrad_builder.imaging.png import encode_png
+from refrad_builder.imaging.slicing import body_slices, choose_slices, label_areas
+from refrad_builder.imaging.windows import percentile_window
+from refrad_builder.io import atomic_write_bytes
+from refrad_builder.ledger import Ledger
+from refrad_builder.records import (
+    ReportRecord,
+    SegmentRecord,
+    SliceRecord,
+    VolumeRecord,
+    Window,
+)
+from refrad_builder.stage import Drop, Resources, Stage, WorkItem
+
+CANONICAL = ("L", "P", "S")
+CT_OFFSET = 1024
+UINT16_MAX = 65535
+
+
+def slice_id(series_id: str, plane: str, index: int) -> str:
+    """The dot-free stable id of one slice of a (pseudonymised) series."""
+    return stable_hash([series_id, plane, index])[:24]
+
+
+def report_hints(report: dict[str, Any] | None) -> tuple[list[list[int]], list[str]]:
+    """Image references ``[series, image]`` and mentioned class names of a report.
+
+    Classes mentioned as abnormal come first (report order), then the others, so coverage
+    favours what the findings are about.
+    """
+    if report is None:
+        return [], []
+    rec = ReportRecord.model_validate(report)
+    refs: list[list[int]] = []
+    abnormal: list[str] = []
+    normal: list[str] = []
+    for sentence in rec.sentences:
+        for ref in sentence.image_refs:
+            if [ref.series, ref.image] not in refs:
+                refs.append([ref.series, ref.image])
+        for m in sentence.mentions:
+            target = abnormal if m.abnormal else normal
+            if m.class_name not in target:
+                target.append(m.class_name)
+    mentioned = abnormal + [n for n in normal if n not in abnormal]
+    return refs, mentioned
+
+
+def storage_params(volume: np.ndarray, units: str) -> tuple[float, float]:
+    """(slope, intercept) that map a volume's real values into uint16 stored values, with
+    value = stored * slope + intercept; one pair per series so its slices stay comparable.
+
+    CT: HU + 1024 (slope 1, intercept -1024). MR: integer data that fit uint16 are kept;
+    integer data whose range fits are shifted by their minimum; anything else is scaled
+    linearly into 0..65535.
+    """
+    if units == "HU":
+        return 1.0, float(-CT_OFFSET)
+    if volume.size == 0:
+        return 1.0, 0.0
+    lo, hi = float(volume.min()), float(volume.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("non-finite values in volume")
+    integral = volume.dtype.kind in "biu" or all(
+        np.array_equal(volume[:, :, k], np.rint(volume[:, :, k])) for k in range(volume.shape[2])
+    )
+    if integral and lo >= 0 and hi <= UINT16_MAX:
+        return 1.0, 0.0
+    if integral and hi - lo <= UINT16_MAX:
+        return 1.0, lo
+    return ((hi - lo) / UINT16_MAX if hi > lo else 1.0), lo
+
+
+def to_stored(values: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Real values -> uint16 stored values (rounded, clipped to 0..65535).
+
+    CT values below -1024 HU (padding, outside the field of view) clip to -1024.
+    """
+    stored = np.rint((np.asarray(values, dtype=np.float64) - intercept) / slope)
+    return np.clip(stored, 0, UINT16_MAX).astype(np.uint16)
+
+
+def _load(path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    img = nib.load(str(path))
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"{what} is not 3D")
+    return data, img.affine
+
+
+class SlicesStage(Stage):
+    """Choose slices per series; write image/mask PNGs; emit one SliceRecord per slice."""
+
+    name = "slices"
+    version = "1"
+    consumes = ("volume", "segment", "report")
+    config_section = "slices"
+    resources = Resources(cpus=1.0, memory_gb=2.0)
+
+    def plan(self) -> list[WorkItem]:
+        volumes: dict[str, tuple[str, dict[str, Any]]] = {}
+        for _, fp, recs in self.ctx.upstream("volume"):
+            for rec in recs:
+                volumes[rec["series_id"]] = (fp, rec)
+        segments: dict[str, tuple[str, dict[str, Any]]] = {}
+        for _, fp, recs in self.ctx.upstream("segment"):
+            for rec in recs:
+                segments[rec["series_id"]] = (fp, rec)
+        reports: dict[str, dict[str, Any]] = {}
+        for _, _, recs in self.ctx.upstream("report"):
+            for rec in recs:
+                reports[rec["study_id"]] = rec
+        items = []
+        for series_id in sorted(volumes.keys() & segments.keys()):
+            vol_fp, vol = volumes[series_id]
+            seg_fp, seg = segments[series_id]
+            report = reports.get(vol["study_id"])
+            refs, mentioned = report_hints(report)
+            # Fingerprint the hints, not the whole report: a report change that alters no
+            # reference or mention does not redo the images.
+            hints_fp = stable_hash([refs, mentioned]) if report is not None else "none"
+            items.append(
+                WorkItem(
+                    id=series_id,
+                    payload={"volume": vol, "segment": seg, "refs": refs, "mentioned": mentioned},
+                    input_fingerprint=stable_hash([vol_fp, seg_fp, hints_fp]),
+                )
+            )
+        return items
+
+    def outputs_present(self, item: WorkItem) -> bool:
+        """A done item counts only while every PNG its records name is still on disk."""
+        entry = Ledger(self.out_dir).entry(item.id)
+        if not entry:
+            return True
+        work = self.ctx.work
+        return all(
+            (work / rec[key]).is_file()
+            for rec in entry.get("records", [])
+            for key in ("image_png", "mask_png")
+        )
+
+    def process(self, item: WorkItem) -> list[SliceRecord] | Drop:
+        cfg = self.cfg
+        vol = VolumeRecord.model_validate(item.payload["volume"])
+        seg = SegmentRecord.model_validate(item.payload["segment"])
+        label_schema = schema()
+        work = self.ctx.work
+
+        image, affine = _load(work / vol.nifti, "volume")
+        labels, label_affine = _load(work / seg.labels_nifti, "label map")
+        if tuple(nib.aff2axcodes(affine)) != CANONICAL:
+            return Drop("not_canonical", "volume is not in the canonical L,P,S orientation")
+        if image.shape != labels.shape or not np.allclose(affine, label_affine, atol=1e-2):
+            return Drop("grid_mismatch", f"volume {image.shape} vs labels {labels.shape}")
+        if labels.dtype != np.uint8:
+            if not np.all((labels >= 0) & (labels <= 255) & (labels == np.rint(labels))):
+                return Drop("bad_labels", "label map is not an integer 0..255 map")
+            labels = labels.astype(np.uint8)
+        areas = label_areas(labels)
+        present = set(np.flatnonzero(areas.sum(axis=0)).tolist()) - {0}
+        unknown = sorted(present - set(label_schema.by_id))
+        if unknown:
+            return Drop("unknown_labels", f"{len(unknown)} ids outside {label_schema.version}")
+
+        slope, intercept = storage_params(image, vol.units)
+        chosen = choose_slices(
+            areas,
+            body=body_slices(image, vol.units),
+            instance_numbers=vol.instance_numbers,
+            series_number=vol.series_number,
+            refs=item.payload.get("refs", []),
+            mentioned=item.payload.get("mentioned", []),
+            schema=label_schema,
+            max_slices=cfg.max_slices_per_series,
+            coverage_neighbors=cfg.coverage_neighbors,
+            min_area=cfg.min_box_area_px,
+        )
+        if not chosen:
+            return Drop("no_slices", "no referenced, labelled or body slice")
+
+        pixel_spacing = (float(vol.spacing[1]), float(vol.spacing[0]))
+        blobs = self.out_dir / "blobs"
+        records = []
+        for choice in chosen:
+            k = choice.index
+            sid = slice_id(vol.series_id, "axial", k)
+            stored = np.ascontiguousarray(to_stored(image[:, :, k], slope, intercept).T)
+            mask = np.ascontiguousarray(labels[:, :, k].T)
+            if vol.units == "HU":
+                windows = [
+                    Window(name=w.name, center=w.center, width=w.width) for w in cfg.ct_windows
+                ]
+            else:
+                center, width = percentile_window(stored, *cfg.mr_percentiles)
+                windows = [Window(name="percentile", center=center, width=width)]
+            image_name = f"{sid}_image.png"
+            mask_name = f"{sid}_mask.png"
+            atomic_write_bytes(blobs / image_name, encode_png(stored))
+            atomic_write_bytes(blobs / mask_name, encode_png(mask))
+            instance = vol.instance_numbers[k] if k < len(vol.instance_numbers) else None
+            records.append(
+                SliceRecord(
+                    slice_id=sid,
+                    series_id=vol.series_id,
+                    study_id=vol.study_id,
+                    patient_id=vol.patient_id,
+                    modality=vol.modality,
+                    plane="axial",
+                    index=k,
+                    series_number=vol.series_number,
+                    instance_number=instance,
+                    image_png=f"{self.name}/blobs/{image_name}",
+                    mask_png=f"{self.name}/blobs/{mask_name}",
+                    width=int(stored.shape[1]),
+                    height=int(stored.shape[0]),
+                    pixel_spacing=pixel_spacing,
+                    rescale_slope=slope,
+                    rescale_intercept=intercept,
+                    units=vol.units,
+                    windows=windows,
+                    boxes=union_boxes(mask, label_schema, cfg.min_box_area_px),
+                    reasons=list(choice.reasons),
+                    segmenter=seg.segmenter,
+                    segmenter_version=seg.segmenter_version,
+                    sex=vol.sex,
+                    age_years=vol.age_years,
+                    body_part=vol.body_part,
+                    contrast=vol.contrast,
+                )
+            )
+        return records
+
+
+STAGE = SlicesStage

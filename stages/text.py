@@ -1,0 +1,92 @@
+"""text: captions, grounded captions and VQA per slice (slice x report), rules by default."""
+
+from __future__ import annotations
+
+from refrad_builder.anatomy import schema
+from refrad_builder.config import stable_hash
+from refrad_builder.records import (
+    Provenance,
+    ReportRecord,
+    Sample,
+    SliceRecord,
+    TextRecord,
+)
+from refrad_builder.stage import STAGE_ORDER, Drop, Stage, WorkItem, get_stage
+from refrad_builder.text_rules import GENERATOR, make_products
+
+
+class TextStage(Stage):
+    """One item per chosen slice; joins the slice with its study's parsed report."""
+
+    name = "text"
+    version = "1"
+    consumes = ("slices", "report")
+
+    def plan(self) -> list[WorkItem]:
+        reports = {
+            recs[0]["study_id"]: (fp, recs[0]) for _, fp, recs in self.ctx.upstream("report")
+        }
+        items = []
+        for _, fp, recs in self.ctx.upstream("slices"):
+            series_classes = sorted({b["class_name"] for r in recs for b in r["boxes"]})
+            for rec in recs:
+                rep_fp, rep = reports.get(rec["study_id"], ("none", None))
+                items.append(
+                    WorkItem(
+                        id=rec["slice_id"],
+                        payload={"slice": rec, "report": rep, "series_classes": series_classes},
+                        input_fingerprint=stable_hash([fp, rep_fp, rec["slice_id"]]),
+                    )
+                )
+        return items
+
+    def setup(self) -> None:
+        self.schema = schema()
+        self.versions = {n: get_stage(n).version for n in STAGE_ORDER}
+
+    def process(self, item: WorkItem) -> TextRecord | Drop:
+        if self.cfg.generator != "rules":
+            return Drop("llm_generator_unavailable", "the LLM path is not built yet")
+        sl = SliceRecord(**item.payload["slice"])
+        report = ReportRecord(**item.payload["report"]) if item.payload["report"] else None
+        products = make_products(
+            sl,
+            report,
+            item.payload["series_classes"],
+            self.schema,
+            self.cfg.max_caption_sentences,
+            self.cfg.max_presence_negatives,
+        )
+        sample = Sample(
+            key=sl.slice_id,
+            slice_id=sl.slice_id,
+            patient=sl.patient_id,
+            study=sl.study_id,
+            series=sl.series_id,
+            modality=sl.modality,
+            body_part=sl.body_part,
+            plane=sl.plane,
+            width=sl.width,
+            height=sl.height,
+            pixel_spacing=sl.pixel_spacing,
+            rescale_slope=sl.rescale_slope,
+            rescale_intercept=sl.rescale_intercept,
+            units=sl.units,
+            windows=sl.windows,
+            language=report.language if report else None,
+            captions=products.captions,
+            grounded_captions=products.grounded,
+            boxes=sl.boxes,
+            vqa=products.vqa,
+            provenance=Provenance(
+                stage_versions=self.versions,
+                segmenter=sl.segmenter,
+                segmenter_version=sl.segmenter_version,
+                label_schema=self.schema.version,
+                generator=GENERATOR,
+            ),
+        )
+        return TextRecord(sample=sample, image_png=sl.image_png, mask_png=sl.mask_png)
+
+
+STAGE = TextStage

@@ -1,0 +1,105 @@
+"""ingest on real files: the real CT series, pydicom's bundled files, junk and DICOMDIR."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from refrad_builder.config import InputsConfig, RunConfig
+from refrad_builder.ledger import Ledger
+from refrad_builder.runner import LocalExecutor, run_pipeline
+from refrad_builder.stage import StageContext, WorkItem
+from stages.ingest import IngestStage
+
+
+def _cfg(tmp_path: Path, inputs: Path, reports: list[Path] | None = None) -> RunConfig:
+    return RunConfig(
+        work_dir=tmp_path / "work",
+        out_dir=tmp_path / "out",
+        demo=True,
+        inputs=InputsConfig(dicom=[inputs], reports=reports or []),
+    )
+
+
+def test_real_series_groups_despite_empty_uids(tmp_path, real_ct_dir):
+    (real_ct_dir / "junk").mkdir()
+    (real_ct_dir / "junk" / "notes.txt").write_text("not a dicom file at all")
+    truncated = (real_ct_dir / "real_ct" / "series_1").iterdir().__next__().read_bytes()[:700]
+    (real_ct_dir / "junk" / "truncated.dcm").write_bytes(truncated)
+    reports = tmp_path / "reports.csv"
+    reports.write_text(
+        "accession_number,study_instance_uid,study_folder,report\n"
+        ",,real_ct,Befund: Leber unauffällig.\n"
+        "ACC-NOPE,,,Orphan report\n"
+    )
+    cfg = _cfg(tmp_path, real_ct_dir, [reports])
+    run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
+    work = cfg.work_dir
+    series = Ledger(work / "ingest" / "series").current_outputs()
+    assert len(series) == 1
+    rec = series[0][2][0]
+    assert rec["modality"] == "CT" and len(rec["files"]) == 20
+    studies = Ledger(work / "ingest" / "studies").current_outputs()
+    assert len(studies) == 1
+    study = studies[0][2][0]
+    assert study["report"] == {"table": 0, "row": 0, "key_kind": "study_folder"}
+    assert study["series_ids"] == [rec["series_id"]]
+    st = Ledger(work / "ingest").status("ingest")
+    assert st.done == 20 and st.pending == 0
+    assert sum(st.dropped.values()) == 2 and set(st.dropped) <= {"not_dicom", "unreadable_dicom", "no_pixel_data"}
+    orphan = Ledger(work / "ingest" / "reports").status("ingest/reports")
+    assert orphan.dropped == {"report_without_study": 1}
+
+
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("DICOMDIR", "dicomdir_index"),
+        ("rtplan.dcm", "no_pixel_data"),
+        ("CT_small.dcm", None),
+        ("MR_small_bigendian.dcm", None),
+        ("MR_small_implicit.dcm", None),
+        ("no_meta.dcm", "not_dicom"),
+        ("ExplVR_LitEndNoMeta.dcm", "no_pixel_data"),
+        ("JPEG2000.dcm", None),
+        ("MR_small_RLE.dcm", None),
+        ("MR_small_jpeg_ls_lossless.dcm", None),
+        ("MR_truncated.dcm", None),
+    ],
+)
+def test_pydicom_files(tmp_path, name, reason):
+    src = Path(get_testdata_file(name, download=False))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(src, inputs / "f.dcm")
+    stage = IngestStage(StageContext(_cfg(tmp_path, inputs)))
+    out = stage.process(WorkItem(id="x", payload={"root": 0, "path": "f.dcm"}, input_fingerprint=""))
+    if reason is None:
+        assert out.has_pixels and out.modality
+        # hashes only: no raw identifiers in the record
+        assert "CompressedSamples" not in out.model_dump_json()
+    else:
+        assert out.reason == reason
+
+
+def test_header_values_are_hashed_not_stored(tmp_path):
+    import pydicom
+
+    src = Path(get_testdata_file("CT_small.dcm", download=False))
+    ds = pydicom.dcmread(src)
+    ds.PatientName = "Zebulonova^Quirina"
+    ds.PatientID = "PID-99887766"
+    ds.AccessionNumber = "ACC-5544332211"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    ds.save_as(inputs / "f.dcm")
+    stage = IngestStage(StageContext(_cfg(tmp_path, inputs)))
+    out = stage.process(WorkItem(id="x", payload={"root": 0, "path": "f.dcm"}, input_fingerprint=""))
+    text = out.model_dump_json()
+    for marker in ("Zebulonova", "Quirina", "99887766", "5544332211"):
+        assert marker not in text
+    assert any(k.startswith("NAME:") for k in out.known_phi)
+    assert any(k.startswith("ID:") for k in out.known_phi)
