@@ -118,6 +118,7 @@ class SlicesStage(Stage):
     resources = Resources(cpus=1.0, memory_gb=2.0)
 
     def plan(self) -> list[WorkItem]:
+        """One item per series with both a volume and a segmentation, plus its report hints."""
         volumes: dict[str, tuple[str, dict[str, Any]]] = {}
         for _, fp, recs in self.ctx.upstream("volume"):
             for rec in recs:
@@ -161,6 +162,7 @@ class SlicesStage(Stage):
         )
 
     def process(self, item: WorkItem) -> list[SliceRecord] | Drop:
+        """Choose slices, write their image/mask PNGs and return one record per slice."""
         cfg = self.cfg
         vol = VolumeRecord.model_validate(item.payload["volume"])
         seg = SegmentRecord.model_validate(item.payload["segment"])

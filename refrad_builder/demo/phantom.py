@@ -203,6 +203,7 @@ class _Painter:
         x, y, z = grid.axes()
         ox, oy, oz = anatomy.origin
         s = anatomy.scale
+        self.scale = s
         # Relative coordinates with the in-plane scale divided out, so one set of organ
         # positions fits every body size.
         self.x = ((x - ox) / s)[None, None, :]
@@ -219,6 +220,11 @@ class _Painter:
             + ((self.y - c[1]) / r[1]) ** 2
             + ((self.z - c[2]) / r[2]) ** 2
         ) <= 1.0
+
+    def sphere(self, c: tuple[float, float, float], diameter_mm: float) -> np.ndarray:
+        # In-plane coordinates are scaled; undo it so the diameter is physical.
+        r = diameter_mm / 2.0
+        return self.ellipsoid(c, (r / self.scale, r / self.scale, r))
 
     def cylinder(
         self,
@@ -262,7 +268,7 @@ def build_phantom(grid: Grid, anatomy: Anatomy) -> Phantom:
             p.paint(lung & ~lower, "lung", "lung_upper_lobe_left")
 
     p.paint(p.ellipsoid((18.0, -40.0, 62.0), (62.0, 50.0, 48.0)) & inner, "heart", "heart")
-    liver = p.ellipsoid((-62.0, 5.0, 0.0), (82.0, 85.0, 55.0)) & inner
+    liver = p.ellipsoid((-62.0, 5.0, -8.0), (82.0, 85.0, 52.0)) & inner
     p.paint(liver, "liver", "liver")
     p.paint(p.ellipsoid((-45.0, -52.0, -22.0), (14.0, 16.0, 24.0)), "gallbladder", "gallbladder")
     p.paint(p.ellipsoid((58.0, -38.0, 8.0), (40.0, 36.0, 34.0)) & inner, "stomach", "stomach")
@@ -277,19 +283,17 @@ def build_phantom(grid: Grid, anatomy: Anatomy) -> Phantom:
     finding_masks: dict[str, np.ndarray] = {}
     cyst = anatomy.finding("kidney_cyst")
     if cyst is not None and cyst.center is not None:
-        r = cyst.size_mm / 2.0
-        m = p.ellipsoid(cyst.center, (r, r, r)) & (p.labels == p.names.index(f"kidney_{cyst.side}") + 1)
+        m = p.sphere(cyst.center, cyst.size_mm) & (p.labels == p.names.index(f"kidney_{cyst.side}") + 1)
         p.paint(m, "cyst", f"kidney_cyst_{cyst.side}")
         finding_masks["kidney_cyst"] = np.broadcast_to(m, grid.shape).copy()
     lesion = anatomy.finding("liver_lesion")
     if lesion is not None and lesion.center is not None:
-        r = lesion.size_mm / 2.0
-        m = p.ellipsoid(lesion.center, (r, r, r)) & (p.labels == p.names.index("liver") + 1)
+        m = p.sphere(lesion.center, lesion.size_mm) & (p.labels == p.names.index("liver") + 1)
         p.paint(m, "liver_lesion", "liver")
         finding_masks["liver_lesion"] = np.broadcast_to(m, grid.shape).copy()
 
     ectasia = anatomy.finding("aortic_ectasia")
-    aorta_r = ectasia.size_mm / 2.0 if ectasia else 11.0
+    aorta_r = (ectasia.size_mm / 2.0 if ectasia else 22.0 / 2.0) / anatomy.scale
     p.paint(p.cylinder((14.0, 20.0), (aorta_r, aorta_r)), "artery", "aorta")
     p.paint(p.cylinder((-24.0, 12.0), (11.0, 11.0), (-1e9, 30.0)), "vein", "inferior_vena_cava")
     for sx, name in ((1.0, "autochthon_left"), (-1.0, "autochthon_right")):

@@ -1,0 +1,210 @@
+"""Apply the action table to a data set, at every sequence depth.
+
+Decisions are made per element from its tag, keyword and VR only; values are read solely to
+be replaced (UIDs remapped, dates shifted). Nothing here logs or raises with a value.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.datadict import get_entry
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import UID_dictionary
+
+from refrad_builder.deid.profile import Profile
+from refrad_builder.pseudo import shift_da, uid_from
+
+DICOM_ROOT = "1.2.840.10008."
+DATE_VRS = frozenset({"DA", "DT", "TM"})
+STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
+
+# Dummies are short ASCII values valid for their VR, so a re-encoded file stays conformant
+# under any Specific Character Set.
+_DUMMY_TEXT = {
+    "AE": "ANON",
+    "AS": "000Y",
+    "CS": "ANON",
+    "DA": "19000101",
+    "DS": "0",
+    "DT": "19000101000000",
+    "IS": "0",
+    "LO": "ANON",
+    "LT": "ANON",
+    "PN": "ANON",
+    "SH": "ANON",
+    "ST": "ANON",
+    "TM": "000000",
+    "UC": "ANON",
+    "UR": "",
+    "UT": "ANON",
+}
+
+# Internal actions on top of the table's codes: SHIFT moves a date by the patient offset.
+SHIFT = "SHIFT"
+
+
+def is_well_known_uid(value: str) -> bool:
+    """Whether ``value`` is a registered DICOM UID (SOP class, transfer syntax, coding
+    scheme...) rather than an instance UID; such UIDs carry no identity and stay."""
+    return value in UID_dictionary or value.startswith(DICOM_ROOT)
+
+
+def remap_uid(secret: bytes, value: str) -> str:
+    """The keyed replacement of one UID value; empty and well-known UIDs are returned as is."""
+    value = str(value).strip().rstrip("\x00")
+    if not value or is_well_known_uid(value):
+        return value
+    return uid_from(secret, value)
+
+
+def shift_dt(value: str, days: int) -> str:
+    """Shift the date part of a DT value (``YYYY[MM[DD[...]]]``); the rest is kept."""
+    value = value.strip()
+    n = 0
+    while n < min(len(value), 8) and value[n].isdigit():
+        n += 1
+    if n not in (4, 6, 8):
+        return ""
+    shifted = shift_da(value[:n] + "0101"[n - 4 :], days)
+    if not shifted:
+        return ""
+    return shifted[:n] + value[n:]
+
+
+def _shift_date_value(vr: str, value: str, days: int) -> str:
+    if vr == "DA":
+        text = str(value).strip()
+        if len(text) == 10 and text[4] == "." and text[7] == ".":
+            text = text.replace(".", "")
+        return shift_da(text, days) if text else ""
+    if vr == "DT":
+        return shift_dt(str(value), days) if str(value).strip() else ""
+    return str(value)
+
+
+@dataclass
+class ActionContext:
+    """What the recursive walk needs: the table, the key, the option switches, counters.
+
+    ``date_shift`` is the per-patient offset in days when longitudinal dates are retained
+    (0 keeps full dates), or None when dates are replaced by the table's actions.
+    """
+
+    profile: Profile
+    secret: bytes
+    date_shift: int | None
+    retain_patient_characteristics: bool
+    stats: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
+    """The action for one element, from its tag, keyword and VR (never its value)."""
+    tag = int(tag)
+    group, element = tag >> 16, tag & 0xFFFF
+    if group % 2 == 1:
+        ctx.stats["private_removed"] += 1
+        return "X"
+    if element == 0 or group == 0x0002:
+        return "X"
+    try:
+        get_entry(tag)
+    except KeyError:
+        ctx.stats["unknown_public_removed"] += 1
+        return "X"
+    if vr == "UN":
+        return "X"
+    profile = ctx.profile
+    if ctx.retain_patient_characteristics and keyword in profile.patient_characteristics:
+        return "K"
+    if vr == "UI" and keyword in profile.uid_keep_keywords:
+        return "K"
+    table = profile.action_for(tag)
+    if vr in DATE_VRS:
+        never = keyword in profile.dates_never_retained
+        if ctx.date_shift is not None and not never:
+            return "K" if vr == "TM" else SHIFT
+        if table is None:
+            return "X" if never else "D"
+    if table is not None:
+        return "X" if table == "C" else table
+    if vr == "UI":
+        return "U"
+    if vr in ("PN", "AE"):
+        # Names and network titles not listed in the table are still identifying.
+        return "X"
+    return "K"
+
+
+def _empty_value(vr: str):
+    if vr == "SQ":
+        return Sequence()
+    if vr in STRING_VRS:
+        return ""
+    if vr in BINARY_VRS:
+        return b""
+    return None
+
+
+def _dummy_value(vr: str):
+    if vr in _DUMMY_TEXT:
+        return _DUMMY_TEXT[vr]
+    if vr == "SQ":
+        return Sequence()
+    if vr in BINARY_VRS:
+        return b""
+    return 0
+
+
+def _map_values(value, fn):
+    if isinstance(value, MultiValue | list | tuple):
+        return [fn(v) for v in value]
+    return fn(value)
+
+
+def apply_actions(ds: Dataset, ctx: ActionContext) -> None:
+    """De-identify ``ds`` in place with the table, recursing into kept sequences."""
+    for tag in list(ds.keys()):
+        elem = ds[tag]
+        action = decide(tag, elem.keyword, elem.VR, ctx)
+        vr = elem.VR
+        if action == "X":
+            del ds[tag]
+            ctx.stats["removed"] += 1
+        elif action == "Z":
+            elem.value = _empty_value(vr)
+        elif action == "D":
+            if vr == "UI":
+                elem.value = _map_values(elem.value, lambda v: remap_uid(ctx.secret, v))
+            else:
+                elem.value = _dummy_value(vr)
+        elif action in ("U", "U*"):
+            if vr == "SQ":
+                _recurse(elem.value, ctx)
+            elif vr == "UI":
+                if elem.value not in (None, ""):
+                    elem.value = _map_values(elem.value, lambda v: remap_uid(ctx.secret, v))
+                ctx.stats["uids_remapped"] += 1
+            else:
+                del ds[tag]
+        elif action == SHIFT:
+            days = ctx.date_shift or 0
+            if elem.value not in (None, ""):
+                elem.value = _map_values(elem.value, lambda v: _shift_date_value(vr, v, days))
+            ctx.stats["dates_shifted"] += 1
+        elif action == "K":
+            if vr == "SQ":
+                _recurse(elem.value, ctx)
+        else:  # pragma: no cover - the profile loader only admits known actions
+            raise ValueError(f"unknown action {action!r}")
+
+
+def _recurse(seq, ctx: ActionContext) -> None:
+    for item in seq or []:
+        apply_actions(item, ctx)
