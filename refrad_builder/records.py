@@ -91,6 +91,9 @@ class DeidSeries(Record):
     age_years: int | None = None
     body_part: str | None = None
     contrast: bool | None = None
+    skipped: dict[str, int] = Field(
+        default_factory=dict, description="files of the series left out, by reason"
+    )
 
 
 # --- report -------------------------------------------------------------------------------
@@ -157,6 +160,9 @@ class VolumeRecord(Record):
     age_years: int | None = None
     body_part: str | None = None
     contrast: bool | None = None
+    skipped: dict[str, int] = Field(
+        default_factory=dict, description="images left out of the volume, by reason"
+    )
 
 
 class SegmentRecord(Record):

@@ -185,6 +185,11 @@ class ShardsStage(Stage):
         for r in rejects:
             k = f"{r['stage']}:{r['reason']}"
             reasons[k] = reasons.get(k, 0) + 1
+        skipped: dict[str, int] = {}
+        for stage in ("deid", "volume"):
+            for _, _, recs in self.ctx.upstream(stage):
+                for reason, n in recs[0].get("skipped", {}).items():
+                    skipped[f"{stage}:{reason}"] = skipped.get(f"{stage}:{reason}", 0) + n
         return {
             "schema_version": SCHEMA_VERSION,
             "samples": len(rows),
@@ -198,6 +203,7 @@ class ShardsStage(Stage):
             "grounded_captions": sum(r["n_grounded"] for r in rows),
             "vqa_items": sum(r["n_vqa"] for r in rows),
             "rejects": dict(sorted(reasons.items())),
+            "files_left_out_of_series": dict(sorted(skipped.items())),
         }
 
 
@@ -217,6 +223,8 @@ def _summary_md(s: dict) -> str:
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in s["rejects"].items()] or ["- none"]
+    lines += ["", "## Files left out of a series that went on (stage:reason -> count)", ""]
+    lines += [f"- {k}: {v}" for k, v in s["files_left_out_of_series"].items()] or ["- none"]
     return "\n".join(lines) + "\n"
 
 

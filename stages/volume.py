@@ -71,6 +71,7 @@ class VolumeStage(Stage):
             age_years=series.age_years,
             body_part=series.body_part,
             contrast=series.contrast,
+            skipped=dict(sorted(vol.skipped.items())),
         )
 
 

@@ -7,10 +7,11 @@ be replaced (UIDs remapped, dates shifted). Nothing here logs or raises with a v
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass, field
 
-from pydicom.dataset import Dataset
 from pydicom.datadict import get_entry
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
@@ -20,9 +21,7 @@ from refrad_builder.pseudo import shift_da, uid_from
 
 DICOM_ROOT = "1.2.840.10008."
 DATE_VRS = frozenset({"DA", "DT", "TM"})
-STRING_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
+STRING_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
 
 # Dummies are short ASCII values valid for their VR, so a re-encoded file stays conformant
@@ -78,9 +77,10 @@ def shift_dt(value: str, days: int) -> str:
     return shifted[:n] + value[n:]
 
 
-def _shift_date_value(vr: str, value: str, days: int) -> str:
+def _shift_date_value(vr: str, value: str, *, days: int) -> str:
     if vr == "DA":
         text = str(value).strip()
+        # ACR-NEMA 2.0 wrote dates as YYYY.MM.DD; old archives still carry them.
         if len(text) == 10 and text[4] == "." and text[7] == ".":
             text = text.replace(".", "")
         return shift_da(text, days) if text else ""
@@ -111,6 +111,8 @@ def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
     if group % 2 == 1:
         ctx.stats["private_removed"] += 1
         return "X"
+    # Group lengths are retired and would be stale; file meta found inside a data set is
+    # rebuilt from scratch, never copied.
     if element == 0 or group == 0x0002:
         return "X"
     try:
@@ -136,8 +138,9 @@ def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
         return "X" if table == "C" else table
     if vr == "UI":
         return "U"
-    if vr in ("PN", "AE"):
-        # Names and network titles not listed in the table are still identifying.
+    if vr in ("PN", "AE", "UR"):
+        # Names, network titles and URLs (WADO links embed original UIDs) identify even
+        # where the table does not list them.
         return "X"
     return "K"
 
@@ -181,7 +184,7 @@ def apply_actions(ds: Dataset, ctx: ActionContext) -> None:
             elem.value = _empty_value(vr)
         elif action == "D":
             if vr == "UI":
-                elem.value = _map_values(elem.value, lambda v: remap_uid(ctx.secret, v))
+                elem.value = _map_values(elem.value, functools.partial(remap_uid, ctx.secret))
             else:
                 elem.value = _dummy_value(vr)
         elif action in ("U", "U*"):
@@ -189,14 +192,16 @@ def apply_actions(ds: Dataset, ctx: ActionContext) -> None:
                 _recurse(elem.value, ctx)
             elif vr == "UI":
                 if elem.value not in (None, ""):
-                    elem.value = _map_values(elem.value, lambda v: remap_uid(ctx.secret, v))
+                    elem.value = _map_values(elem.value, functools.partial(remap_uid, ctx.secret))
                 ctx.stats["uids_remapped"] += 1
             else:
                 del ds[tag]
         elif action == SHIFT:
             days = ctx.date_shift or 0
             if elem.value not in (None, ""):
-                elem.value = _map_values(elem.value, lambda v: _shift_date_value(vr, v, days))
+                elem.value = _map_values(
+                    elem.value, functools.partial(_shift_date_value, vr, days=days)
+                )
             ctx.stats["dates_shifted"] += 1
         elif action == "K":
             if vr == "SQ":

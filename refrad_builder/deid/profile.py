@@ -131,9 +131,7 @@ def parse_profile(doc: dict) -> Profile:
         patient_characteristics=_keywords(
             doc.get("patient_characteristics", []), "patient_characteristics"
         ),
-        dates_never_retained=_keywords(
-            doc.get("dates_never_retained", []), "dates_never_retained"
-        ),
+        dates_never_retained=_keywords(doc.get("dates_never_retained", []), "dates_never_retained"),
         uid_keep_keywords=_keywords(doc.get("uid_keep_keywords", []), "uid_keep_keywords"),
     )
 

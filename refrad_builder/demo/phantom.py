@@ -67,7 +67,11 @@ MR_SIGNAL = {
 TISSUES = tuple(CT_HU)
 
 # (class name, z range relative to the origin, mm); the gaps between them are discs.
-VERTEBRAE = (("vertebrae_T11", 21.0, 50.0), ("vertebrae_T12", -13.0, 16.0), ("vertebrae_L1", -47.0, -18.0))
+VERTEBRAE = (
+    ("vertebrae_T11", 21.0, 50.0),
+    ("vertebrae_T12", -13.0, 16.0),
+    ("vertebrae_L1", -47.0, -18.0),
+)
 
 
 @dataclass(frozen=True)
@@ -212,14 +216,20 @@ class _Painter:
         self.names: list[str] = []
         self.labels = np.zeros(grid.shape, dtype=np.uint8)
         self.tissue = np.zeros(grid.shape, dtype=np.uint8)
-        self.inner = self.cylinder((0.0, -5.0), (136.0, 92.0))
+        self.inner = self.cylinder((0.0, -5.0), (150.0, 105.0))
 
-    def ellipsoid(self, c: tuple[float, float, float], r: tuple[float, float, float]) -> np.ndarray:
-        return (
-            ((self.x - c[0]) / r[0]) ** 2
-            + ((self.y - c[1]) / r[1]) ** 2
-            + ((self.z - c[2]) / r[2]) ** 2
-        ) <= 1.0
+    def ellipsoid(
+        self,
+        c: tuple[float, float, float],
+        r: tuple[float, float, float],
+        angle_deg: float = 0.0,
+    ) -> np.ndarray:
+        """Ellipsoid whose first axis is turned by ``angle_deg`` in the axial plane."""
+        a = np.deg2rad(angle_deg)
+        dx, dy = self.x - c[0], self.y - c[1]
+        u = dx * np.cos(a) + dy * np.sin(a)
+        v = -dx * np.sin(a) + dy * np.cos(a)
+        return ((u / r[0]) ** 2 + (v / r[1]) ** 2 + ((self.z - c[2]) / r[2]) ** 2) <= 1.0
 
     def sphere(self, c: tuple[float, float, float], diameter_mm: float) -> np.ndarray:
         # In-plane coordinates are scaled; undo it so the diameter is physical.
@@ -251,8 +261,8 @@ def build_phantom(grid: Grid, anatomy: Anatomy) -> Phantom:
     """Paint the phantom for one patient on ``grid``."""
     p = _Painter(grid, anatomy)
     inner = p.inner
-    p.paint(p.cylinder((0.0, 0.0), (160.0, 115.0)), "fat", None)
-    p.paint(p.cylinder((0.0, -3.0), (148.0, 103.0)), "wall", None)
+    p.paint(p.cylinder((0.0, 0.0), (165.0, 125.0)), "fat", None)
+    p.paint(p.cylinder((0.0, -3.0), (160.0, 115.0)), "wall", None)
     p.paint(inner, "mesentery", None)
 
     # Oblique fissure: the lower lobes fill the bases and give way anteriorly further up.
@@ -273,8 +283,9 @@ def build_phantom(grid: Grid, anatomy: Anatomy) -> Phantom:
     p.paint(p.ellipsoid((-45.0, -52.0, -22.0), (14.0, 16.0, 24.0)), "gallbladder", "gallbladder")
     p.paint(p.ellipsoid((58.0, -38.0, 8.0), (40.0, 36.0, 34.0)) & inner, "stomach", "stomach")
 
-    spleen_f = 1.3 if anatomy.finding("splenomegaly") else 1.0
-    spleen = p.ellipsoid((100.0, 40.0, 8.0), (28.0, 48.0 * spleen_f, 38.0 * spleen_f)) & inner
+    # The spleen lies obliquely along the left posterolateral wall.
+    f = 1.4 if anatomy.finding("splenomegaly") else 1.0
+    spleen = p.ellipsoid((100.0, 20.0, 8.0), (52.0 * f, 22.0 * f, 38.0 * f), -60.0) & inner
     p.paint(spleen, "spleen", "spleen")
     p.paint(p.ellipsoid((15.0, -5.0, -22.0), (55.0, 11.0, 10.0)), "pancreas", "pancreas")
     for side, sx, cz in (("right", -1.0, -34.0), ("left", 1.0, -28.0)):
@@ -283,7 +294,9 @@ def build_phantom(grid: Grid, anatomy: Anatomy) -> Phantom:
     finding_masks: dict[str, np.ndarray] = {}
     cyst = anatomy.finding("kidney_cyst")
     if cyst is not None and cyst.center is not None:
-        m = p.sphere(cyst.center, cyst.size_mm) & (p.labels == p.names.index(f"kidney_{cyst.side}") + 1)
+        m = p.sphere(cyst.center, cyst.size_mm) & (
+            p.labels == p.names.index(f"kidney_{cyst.side}") + 1
+        )
         p.paint(m, "cyst", f"kidney_cyst_{cyst.side}")
         finding_masks["kidney_cyst"] = np.broadcast_to(m, grid.shape).copy()
     lesion = anatomy.finding("liver_lesion")

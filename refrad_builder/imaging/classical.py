@@ -81,8 +81,9 @@ def lung_masks(
     """(left, right) lung masks in the canonical orientation.
 
     Lungs are the large air (< -400 HU) components inside the body that are not connected
-    to outside air. Two similar-sized components on either side are taken as they are; one
-    joined component is split per slice at the deepest gap near the body's midline.
+    to outside air and look like parenchyma rather than bowel gas. Each axial slice is
+    split into the patient's right and left at the column with the least lung near the
+    body's midline (the mediastinum), so lungs joined by the airways are split as well.
     """
     sx, sy, sz = voxel_spacing(affine)
     voxel_ml = sx * sy * sz / 1000.0
@@ -105,18 +106,17 @@ def lung_masks(
         return empty, empty.copy()
     largest = max(sizes[c] for c in ids)
     lung = np.isin(labels, [c for c in ids if sizes[c] >= 0.1 * largest])
-    lung = _drop_airways(lung, body, sx, sy)
     mid = _midline(body)
+    lung = _drop_airways(lung, mid, sx, sy)
     left, right = _split_sides(lung, mid)
     left = _fill_holes_axial(left)
     right = _fill_holes_axial(right) & ~left
     return left, right
 
 
-def _drop_airways(lung: np.ndarray, body: np.ndarray, sx: float, sy: float) -> np.ndarray:
+def _drop_airways(lung: np.ndarray, mid: float, sx: float, sy: float) -> np.ndarray:
     """Remove small air islands on the midline of a slice (trachea, oesophagus)."""
     out = lung.copy()
-    mid = _midline(body)
     for k in range(lung.shape[2]):
         labels, n = ndimage.label(lung[:, :, k])
         if n == 0:
@@ -131,10 +131,11 @@ def _drop_airways(lung: np.ndarray, body: np.ndarray, sx: float, sy: float) -> n
 
 
 def _midline(body: np.ndarray) -> float:
-    idx = np.nonzero(body.any(axis=(1, 2)))[0]
-    if idx.size == 0:
+    """Mean i of the body voxels (its left-right centre)."""
+    counts = body.sum(axis=(1, 2), dtype=np.int64)
+    if counts.sum() == 0:
         return body.shape[0] / 2.0
-    return float(np.nonzero(body)[0].mean())
+    return float((counts * np.arange(body.shape[0])).sum() / counts.sum())
 
 
 def _split_sides(lung: np.ndarray, mid: float) -> tuple[np.ndarray, np.ndarray]:

@@ -199,10 +199,14 @@ def resample_to(
     if plan is not None:
         return _resample_permutation(src, plan, dst_shape, cval)
     work = src if order == 0 else src.astype(np.float32, copy=False)
+    # scipy treats a coordinate in [-0.5, 0) as outside the input, yet it lies inside the
+    # first voxel. Padding one voxel of cval on each side and shifting by one keeps the
+    # whole voxel extent [-0.5, n - 0.5) inside and everything beyond it at cval.
+    work = np.pad(work, 1, mode="constant", constant_values=cval)
     out = ndimage.affine_transform(
         work,
         matrix[:3, :3],
-        offset=matrix[:3, 3],
+        offset=matrix[:3, 3] + 1.0,
         output_shape=dst_shape,
         order=order,
         mode="constant",

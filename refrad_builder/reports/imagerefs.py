@@ -1,0 +1,85 @@
+"""Key-image references ("Se 3/Bi 142", "series 4, image 57", "image 142 of series 2").
+
+A reference that names only an image ("Bild 267") gets ``series = ANY_SERIES`` (-1): the
+record needs an integer, and -1 tells the slice chooser to look for that instance number in
+every series of the study. A range ("Bild 12-15") yields its two ends.
+"""
+
+from __future__ import annotations
+
+import re
+
+from refrad_builder.records import ImageRef
+
+ANY_SERIES = -1
+_MAX_RANGE_GAP = 500
+
+_SER = r"(?:series|serie|ser|se|sr)\.?"
+_IMG = r"(?:images?|img|ima|im|bilder|bild|bi|b)\.?"
+_SEP = r"\s*[:#]?\s*(?:nr\.?\s*)?"
+_NUM = r"(\d{1,5})"
+_RANGE = rf"(?:\s*(?:-|–|bis|to)\s*{_NUM})?"
+_JOIN = r"\s*(?:[/,;:]|\s|und|and)\s*"
+
+_PAIR = re.compile(
+    rf"(?<![\w.]){_SER}{_SEP}{_NUM}{_JOIN}{_IMG}{_SEP}{_NUM}{_RANGE}(?!\w)", re.IGNORECASE
+)
+# PACS short form "S3/I45", "S3 I45", "SE3 IM45"
+_SHORT = re.compile(r"(?<![\w.])S(\d{1,4})\s*[/ ]\s*I(\d{1,5})(?!\w)", re.IGNORECASE)
+_IMAGE_FIRST = re.compile(
+    rf"(?<![\w.]){_IMG}{_SEP}{_NUM}{_RANGE}\s*(?:,\s*|/\s*|\s+(?:of|in|from|aus|der|von|in\s+der)\s+){_SER}{_SEP}{_NUM}(?!\w)",
+    re.IGNORECASE,
+)
+_IMAGE_ONLY = re.compile(
+    rf"(?<![\w.])(?:images?|img|ima|bilder|bild|bi)\.?{_SEP}{_NUM}{_RANGE}(?![\w/])", re.IGNORECASE
+)
+
+
+def _images(first: str, last: str | None) -> list[int]:
+    a = int(first)
+    if last is None:
+        return [a]
+    b = int(last)
+    if b <= a or b - a > _MAX_RANGE_GAP:
+        return [a]
+    return [a, b]
+
+
+def find_image_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
+    """Every key-image reference in ``text`` with its character span, in text order."""
+    found: list[tuple[int, int, list[ImageRef]]] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(s: int, e: int) -> bool:
+        return all(e <= ts or s >= te for ts, te in taken)
+
+    for m in _PAIR.finditer(text):
+        refs = [ImageRef(series=int(m.group(1)), image=i) for i in _images(m.group(2), m.group(3))]
+        found.append((m.start(), m.end(), refs))
+        taken.append(m.span())
+    for m in _SHORT.finditer(text):
+        if free(*m.span()):
+            found.append((m.start(), m.end(), [ImageRef(series=int(m.group(1)), image=int(m.group(2)))]))
+            taken.append(m.span())
+    for m in _IMAGE_FIRST.finditer(text):
+        if free(*m.span()):
+            series = int(m.group(3))
+            refs = [ImageRef(series=series, image=i) for i in _images(m.group(1), m.group(2))]
+            found.append((m.start(), m.end(), refs))
+            taken.append(m.span())
+    for m in _IMAGE_ONLY.finditer(text):
+        if free(*m.span()):
+            refs = [ImageRef(series=ANY_SERIES, image=i) for i in _images(m.group(1), m.group(2))]
+            found.append((m.start(), m.end(), refs))
+            taken.append(m.span())
+    found.sort(key=lambda f: f[0])
+    return [(r, (s, e)) for s, e, refs in found for r in refs]
+
+
+def image_refs(text: str) -> list[ImageRef]:
+    """The distinct key-image references of ``text`` in text order."""
+    out: list[ImageRef] = []
+    for ref, _ in find_image_refs(text):
+        if ref not in out:
+            out.append(ref)
+    return out

@@ -1,0 +1,90 @@
+"""deid: de-identify each ingested series into new DICOM files under ``deid/blobs``.
+
+Nothing downstream opens an original file: volume and the exports read only what this stage
+writes. Output names derive from the series pseudonym and the file's position in the
+series record, so a rerun overwrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from refrad_builder.deid import SeriesIds, deidentify_series
+from refrad_builder.io import atomic_write_bytes
+from refrad_builder.records import DeidSeries, SeriesRecord
+from refrad_builder.stage import Drop, Resources, Stage, WorkItem
+
+
+class DeidStage(Stage):
+    """PS3.15 Basic Profile de-identification of one series per item."""
+
+    name = "deid"
+    version = "1"
+    consumes = ("ingest",)
+    uses_secret = True
+    resources = Resources(cpus=1.0, memory_gb=2.0)
+
+    def plan(self) -> list[WorkItem]:
+        items = []
+        for _item_id, fp, records in self.ctx.upstream("ingest/series"):
+            rec = SeriesRecord(**records[0])
+            items.append(WorkItem(id=rec.series_id, payload=records[0], input_fingerprint=fp))
+        return items
+
+    def _sources(self, rec: SeriesRecord) -> list[Path]:
+        roots = self.ctx.config.inputs.dicom
+        sources = []
+        for root, rel in rec.files:
+            if not 0 <= root < len(roots):
+                raise IndexError(f"input root #{root} is not configured")
+            sources.append(Path(roots[root]) / rel)
+        return sources
+
+    def process(self, item: WorkItem) -> DeidSeries | Drop:
+        rec = SeriesRecord(**item.payload)
+        series_dir = self.out_dir / "blobs" / rec.series_id
+        written: list[Path] = []
+
+        def sink(index: int, data: bytes) -> None:
+            path = series_dir / f"{index:05d}.dcm"
+            atomic_write_bytes(path, data)
+            written.append(path)
+
+        result = deidentify_series(
+            self._sources(rec),
+            secret=self.ctx.secret,
+            ids=SeriesIds(
+                patient_id=rec.patient_id, study_id=rec.study_id, series_id=rec.series_id
+            ),
+            options=self.cfg,
+            sink=sink,
+        )
+        self._remove_stale(series_dir, keep=set(written))
+        if isinstance(result, Drop):
+            return result
+        work = self.ctx.work
+        return DeidSeries(
+            series_id=rec.series_id,
+            study_id=rec.study_id,
+            patient_id=rec.patient_id,
+            modality=rec.modality,
+            series_number=rec.series_number,
+            files=[p.relative_to(work).as_posix() for p in written],
+            sex=result.sex,
+            age_years=result.age_years,
+            body_part=result.body_part,
+            contrast=result.contrast,
+            skipped=dict(sorted(result.skipped.items())),
+        )
+
+    @staticmethod
+    def _remove_stale(series_dir: Path, keep: set[Path]) -> None:
+        """Delete files a previous run wrote for this series that this run did not."""
+        if not series_dir.is_dir():
+            return
+        for path in series_dir.glob("*.dcm"):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+
+
+STAGE = DeidStage
