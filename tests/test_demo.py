@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -377,3 +378,20 @@ def test_rerun_replaces_demo_and_refuses_foreign_folder(tmp_path):
     with pytest.raises(FileExistsError):
         make_demo(tmp_path / "mine", studies=1)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_many_studies_have_distinct_patients(tmp_path):
+    demo = make_demo(tmp_path / "many", studies=9, seed=1, include_real=False)
+    heads = [
+        pydicom.dcmread(
+            next((demo.dicom_dir / s.study_folder).rglob("*.dcm")), stop_before_pixels=True
+        )
+        for s in demo.studies
+    ]
+    assert len({str(h.PatientName) for h in heads}) == len({h.PatientID for h in heads}) == 9
+    assert len({h.StudyInstanceUID for h in heads}) == len({h.AccessionNumber for h in heads}) == 9
+    # A date shift of up to a year must never turn one patient's birth date into another's.
+    births = sorted(dt.datetime.strptime(h.PatientBirthDate, "%Y%m%d") for h in heads)
+    assert min((b - a).days for a, b in itertools.pairwise(births)) > 365
+    only_real = make_demo(tmp_path / "real", studies=0)
+    assert [s.study_folder for s in only_real.studies] == ["real_ct"]

@@ -2,9 +2,11 @@
 
 Organs are ellipsoids and elliptic cylinders placed in patient coordinates (DICOM LPS, mm:
 +x patient left, +y posterior, +z superior) relative to an anatomical origin at the centre
-of the body at the level of T12. Labels carry TotalSegmentator ``total`` class names (lobes,
-single vertebrae, kidney cysts); :func:`task_labels` maps them to ``total`` or ``total_mr``
-ids, so the segmentation written beside the images is the exact ground truth.
+of the body at the level of T12. Labels carry TotalSegmentator class names: the fine
+``total`` ones (lobes, single vertebrae, kidney cysts) plus ``total_mr``'s
+intervertebral_discs; :func:`task_labels` maps them to ``total`` or ``total_mr`` ids (a class
+the task lacks becomes background), so the segmentation written beside the images is the
+exact ground truth.
 """
 
 from __future__ import annotations
@@ -186,8 +188,7 @@ def _mr_name(name: str) -> str:
 def task_name(name: str, task: str) -> str | None:
     """The class name ``name`` carries in TotalSegmentator ``task`` (None: not a class there)."""
     mapped = _mr_name(name) if task == "total_mr" else name
-    ids = {v for v in schema().ts_maps[task].values()}
-    return mapped if mapped in ids else None
+    return mapped if mapped in set(schema().ts_maps[task].values()) else None
 
 
 def task_labels(phantom: Phantom, task: str) -> np.ndarray:

@@ -78,7 +78,7 @@ def _report(
 
     befund = " ".join(
         [
-            f"Beurteilt wird ein Ausschnitt des Oberbauches mit {n} axialen Schichten (Bild {first} bis {last});"
+            f"Beurteilt wird ein Ausschnitt des Oberbauches mit {n} axialen Schichten (Bildnummern {first} bis {last});"
             " die Serie trägt keine Seriennummer, Bildangaben beziehen sich auf die Bildnummer.",
             f"Leber normal konfiguriert, Parenchym homogen und regelrecht kontrastiert, keine fokalen Läsionen {image('liver')}.",
             f"Milz {spleen_word} mit {spleen_size} Durchmesser, homogen {image('spleen')}.",

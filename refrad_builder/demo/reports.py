@@ -180,6 +180,126 @@ class _Writer:
         )
 
 
+def _findings(
+    w: _Writer, visit: Visit, findings: list[FindingText], spleen_image: int
+) -> tuple[list[str], list[str], list[str]]:
+    """Findings sentences, numbered impressions and the dates they quote."""
+    de = w.lang == "de"
+    by_kind = {f.kind: f for f in findings}
+    sentences: list[str] = []
+    impressions: list[str] = []
+    dates: list[str] = []
+    if w.compare:
+        prior = exam_text(visit.prior_date, w.lang)
+        dates.append(prior)
+        sentences.append(
+            f"Zum Vergleich liegt die Voruntersuchung vom {prior} vor."
+            if de
+            else f"Comparison is made with the prior examination dated {prior}."
+        )
+    biliary = (
+        "Gallenblase und Pankreas unauffällig."
+        if de
+        else "Gallbladder and pancreas are unremarkable."
+    )
+    for text, impression in (
+        w.liver(by_kind.get("liver_lesion")),
+        (biliary, None),
+        w.spleen(by_kind.get("splenomegaly"), spleen_image),
+        w.kidneys(by_kind.get("kidney_cyst")),
+        w.aorta(by_kind.get("aortic_ectasia")),
+    ):
+        sentences.append(text)
+        if impression:
+            impressions.append(f"{len(impressions) + 1}. {impression}")
+    ct = w.modality == "CT"
+    if de:
+        sentences += [
+            "Keine freie Flüssigkeit.",
+            w.choose(
+                "Kein Pleuraerguss.",
+                "Miterfasste Lungenbasen belüftet, kein Pleuraerguss beidseits.",
+            ),
+            "Keine suspekten ossären Läsionen der miterfassten Wirbelkörper."
+            if ct
+            else "Kein Knochenmarködem der miterfassten Wirbelkörper.",
+        ]
+    else:
+        sentences += [
+            "No free fluid.",
+            w.choose(
+                "No pleural effusion.", "The imaged lung bases are clear; no pleural effusion."
+            ),
+            "No suspicious osseous lesion." if ct else "No bone marrow oedema.",
+        ]
+    return sentences, impressions, dates
+
+
+def _letter_de(visit: Visit, w: _Writer, name: str, body: str, impressions: str) -> list[str]:
+    p, ref_doc, reader = visit.patient, visit.referring, visit.reading
+    salutation = "Herr" if p.sex == "M" else "Frau"
+    exam = (
+        "CT Abdomen mit Kontrastmittel (portalvenös)"
+        if w.modality == "CT"
+        else "MRT Oberbauch (T2 HASTE transversal)"
+    )
+    return [
+        visit.institution.name,
+        "Institut für Radiologie",
+        "",
+        f"Patient: {salutation} {name}, geb. {birth_text(p.birth, 'de')}, PID {p.patient_id}",
+        f"Untersuchung: {exam} vom {exam_text(visit.study_date, 'de')}, "
+        f"Auftragsnummer {visit.accession}",
+        f"Zuweiser: Dr. med. {ref_doc.given} {ref_doc.family}",
+        "",
+        "Klinische Angaben:",
+        w.choose(*CLINICAL["de"]),
+        "",
+        "Fragestellung:",
+        w.choose(*QUESTION["de"]),
+        "",
+        "Befund:",
+        body,
+        "",
+        "Beurteilung:",
+        impressions,
+        "",
+        "Mit freundlichen Grüßen",
+        f"Dr. med. {reader.given} {reader.family}",
+    ]
+
+
+def _letter_en(visit: Visit, w: _Writer, name: str, body: str, impressions: str) -> list[str]:
+    p, ref_doc, reader = visit.patient, visit.referring, visit.reading
+    salutation = "Mr" if p.sex == "M" else "Mrs"
+    exam = (
+        "CT abdomen with IV contrast (portal venous phase)"
+        if w.modality == "CT"
+        else "MRI upper abdomen (axial T2 HASTE)"
+    )
+    return [
+        f"{visit.institution.name}, Department of Radiology",
+        "",
+        f"Patient: {salutation} {name}, DOB {birth_text(p.birth, 'en')}, MRN {p.patient_id}",
+        f"Examination: {exam}, {exam_text(visit.study_date, 'en')}, accession {visit.accession}",
+        f"Referring physician: Dr {ref_doc.given} {ref_doc.family}",
+        "",
+        "Clinical information:",
+        w.choose(*CLINICAL["en"]),
+        "",
+        "Indication:",
+        w.choose(*QUESTION["en"]),
+        "",
+        "Findings:",
+        body,
+        "",
+        "Impression:",
+        impressions,
+        "",
+        f"Reported by Dr {reader.given} {reader.family}, consultant radiologist",
+    ]
+
+
 def write_report(
     visit: Visit,
     modality: str,
@@ -190,123 +310,17 @@ def write_report(
 ) -> ReportText:
     """The report of one phantom study; deterministic for a given ``rng`` state."""
     lang = visit.language
-    de = lang == "de"
-    p, inst, ref_doc, reader = visit.patient, visit.institution, visit.referring, visit.reading
+    p, ref_doc, reader = visit.patient, visit.referring, visit.reading
     w = _Writer(lang, modality, series_number, rng)
-    by_kind = {f.kind: f for f in findings}
-    phi = [birth_text(p.birth, lang), exam_text(visit.study_date, lang)]
+    sentences, impressions, dates = _findings(w, visit, findings, spleen_image)
+    with_given = bool(rng.random() < 0.5)
+    name = f"{p.person.given} {p.person.family}" if with_given else p.person.family
+    letter = _letter_de if lang == "de" else _letter_en
+    lines = letter(visit, w, name, " ".join(sentences), "\n".join(impressions))
 
-    sentences: list[str] = []
-    impressions: list[str] = []
-    if w.compare:
-        prior = exam_text(visit.prior_date, lang)
-        phi.append(prior)
-        sentences.append(
-            f"Zum Vergleich liegt die Voruntersuchung vom {prior} vor."
-            if de
-            else f"Comparison is made with the prior examination dated {prior}."
-        )
-    for text, impression in (
-        w.liver(by_kind.get("liver_lesion")),
-        (
-            "Gallenblase und Pankreas unauffällig."
-            if de
-            else "Gallbladder and pancreas are unremarkable.",
-            None,
-        ),
-        w.spleen(by_kind.get("splenomegaly"), spleen_image),
-        w.kidneys(by_kind.get("kidney_cyst")),
-        w.aorta(by_kind.get("aortic_ectasia")),
-    ):
-        sentences.append(text)
-        if impression:
-            impressions.append(impression)
-    if de:
-        sentences.append("Keine freie Flüssigkeit.")
-        sentences.append(
-            w.choose(
-                "Kein Pleuraerguss.",
-                "Miterfasste Lungenbasen belüftet, kein Pleuraerguss beidseits.",
-            )
-        )
-        sentences.append(
-            "Keine suspekten ossären Läsionen der miterfassten Wirbelkörper."
-            if modality == "CT"
-            else "Kein Knochenmarködem der miterfassten Wirbelkörper."
-        )
-    else:
-        sentences.append("No free fluid.")
-        sentences.append(
-            w.choose(
-                "No pleural effusion.", "The imaged lung bases are clear; no pleural effusion."
-            )
-        )
-        sentences.append(
-            "No suspicious osseous lesion." if modality == "CT" else "No bone marrow oedema."
-        )
-
-    given = f"{p.person.given} " if rng.random() < 0.5 else ""
-    numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(impressions, start=1))
-    if de:
-        salutation = "Herr" if p.sex == "M" else "Frau"
-        exam = (
-            "CT Abdomen mit Kontrastmittel (portalvenös)"
-            if modality == "CT"
-            else "MRT Oberbauch (T2 HASTE transversal)"
-        )
-        lines = [
-            inst.name,
-            "Institut für Radiologie",
-            "",
-            f"Patient: {salutation} {given}{p.person.family}, geb. {birth_text(p.birth, lang)}, PID {p.patient_id}",
-            f"Untersuchung: {exam} vom {exam_text(visit.study_date, lang)}, Auftragsnummer {visit.accession}",
-            f"Zuweiser: Dr. med. {ref_doc.given} {ref_doc.family}",
-            "",
-            "Klinische Angaben:",
-            w.choose(*CLINICAL["de"]),
-            "",
-            "Fragestellung:",
-            w.choose(*QUESTION["de"]),
-            "",
-            "Befund:",
-            " ".join(sentences),
-            "",
-            "Beurteilung:",
-            numbered,
-            "",
-            "Mit freundlichen Grüßen",
-            f"Dr. med. {reader.given} {reader.family}",
-        ]
-    else:
-        salutation = "Mr" if p.sex == "M" else "Mrs"
-        exam = (
-            "CT abdomen with IV contrast (portal venous phase)"
-            if modality == "CT"
-            else "MRI upper abdomen (axial T2 HASTE)"
-        )
-        lines = [
-            f"{inst.name}, Department of Radiology",
-            "",
-            f"Patient: {salutation} {given}{p.person.family}, DOB {birth_text(p.birth, lang)}, MRN {p.patient_id}",
-            f"Examination: {exam}, {exam_text(visit.study_date, lang)}, accession {visit.accession}",
-            f"Referring physician: Dr {ref_doc.given} {ref_doc.family}",
-            "",
-            "Clinical information:",
-            w.choose(*CLINICAL["en"]),
-            "",
-            "Indication:",
-            w.choose(*QUESTION["en"]),
-            "",
-            "Findings:",
-            " ".join(sentences),
-            "",
-            "Impression:",
-            numbered,
-            "",
-            f"Reported by Dr {reader.given} {reader.family}, consultant radiologist",
-        ]
-    phi += [p.person.family, p.patient_id, visit.accession, inst.name]
+    phi = [birth_text(p.birth, lang), exam_text(visit.study_date, lang), *dates]
+    phi += [p.person.family, p.patient_id, visit.accession, visit.institution.name]
     phi += [ref_doc.given, ref_doc.family, reader.given, reader.family]
-    if given:
+    if with_given:
         phi.append(p.person.given)
     return ReportText("\n".join(lines) + "\n", lang, tuple(w.keys), tuple(phi))

@@ -442,7 +442,7 @@ _NUM_EN = r"(?:\d{1,2}(?:st|nd|rd|th)|" + "|".join(_ORD_EN) + ")"
 _LIST_SEP = r"\s*(?:,|und|u\.|oder|bis|-|–|/|and|or|to|through)\s*"
 _RIB_PATTERNS = [
     re.compile(rf"(?<![\w.])({_NUM_DE}(?:{_LIST_SEP}{_NUM_DE})*)\s*-?\s*Rippe(?!n?knorpel)\w*", re.IGNORECASE),
-    re.compile(rf"(?<![\w.])Rippen?\s+(\d{{1,2}}(?:{_LIST_SEP}\d{{1,2}})*)(?![\w.]\d)", re.IGNORECASE),
+    re.compile(rf"(?<![\w.])Rippe(?!n?knorpel)\w*\s+(\d{{1,2}}(?:{_LIST_SEP}\d{{1,2}})*)(?![\w.]\d)", re.IGNORECASE),
     re.compile(rf"(?<![\w.])({_NUM_EN}(?:{_LIST_SEP}{_NUM_EN})*)\s+(?:(?:left|right|posterior|anterior|lateral)\s+)*ribs?(?!\w)", re.IGNORECASE),
     re.compile(rf"(?<![\w.])ribs?\s+(\d{{1,2}}(?:{_LIST_SEP}\d{{1,2}})*)(?!\w)", re.IGNORECASE),
 ]
@@ -531,8 +531,9 @@ def _complete_truncated(
 
 
 def _clauses(toks: list[_Tok], hit_at: set[int]) -> list[int]:
-    """Clause id per token. A comma or colon after a bare list of anatomy ("Leber, Milz und
-    Pankreas unauffällig"; "Leber: ...") or before one does not end the clause."""
+    """Clause id per token. A comma inside a bare list of anatomy ("Leber, Milz und Pankreas
+    unauffällig"; "keine Raumforderung in Leber, Milz oder Pankreas") and a colon after one
+    ("Leber: ...") do not end the clause."""
     seg_of: list[int] = []
     segments: list[list[int]] = [[]]
     bounds: list[str] = []
@@ -542,21 +543,20 @@ def _clauses(toks: list[_Tok], hit_at: set[int]) -> list[int]:
             bounds.append(t.low)
         else:
             segments[-1].append(i)
+    def is_list(seg: list[int]) -> bool:
+        return bool(seg) and all(
+            i in hit_at
+            or toks[i].low in _FILLER
+            or toks[i].low in _SIDE_AFTER
+            or _side_before(toks[i].text)
+            for i in seg
+        )
+
     clause_of_seg = [0]
     for s in range(1, len(segments)):
         prev, cur = segments[s - 1], segments[s]
         b = bounds[s - 1]
-        prev_is_list = bool(prev) and all(
-            i in hit_at or toks[i].low in _FILLER or _side_before(toks[i].text) for i in prev
-        )
-        cur_starts_anatomy = False
-        for i in cur:
-            if i in hit_at:
-                cur_starts_anatomy = True
-                break
-            if toks[i].low not in _FILLER and not _side_before(toks[i].text):
-                break
-        merge = (b == "," and (prev_is_list or cur_starts_anatomy)) or (b == ":" and prev_is_list)
+        merge = (b == "," and (is_list(prev) or is_list(cur))) or (b == ":" and is_list(prev))
         clause_of_seg.append(clause_of_seg[-1] if merge else clause_of_seg[-1] + 1)
     seg = 0
     for t in toks:

@@ -3,7 +3,8 @@
 Known PHI arrives only as typed keyed hashes (``NAME:<hex>``, see
 :func:`refrad_builder.pseudo.phi_hash`); every word of the report is hashed the same way and a
 match is replaced by a typed placeholder. Independently of the headers, every date-like string,
-every "Herr/Frau/Dr./Mr. <Name>", e-mail address, URL and labelled phone number is replaced.
+every "Herr/Frau/Dr./Mr. <Name>" and "Patient: <Name>", e-mail address, URL and labelled phone
+number is replaced.
 Only counts by type leave this module, never a removed value.
 
 Placeholders are German for German text (``[NAME]``, ``[ID]``, ``[DATUM]``,
@@ -68,36 +69,43 @@ _MONTHS = {
     12: "dezember december dez dec",
 }
 _MONTH_OF = {w: n for n, words in _MONTHS.items() for w in words.split()}
-_MONTH = "(" + "|".join(sorted(_MONTH_OF, key=len, reverse=True)) + r")\.?"
+# Month names are capitalised in both languages; matching only those keeps "2 may be" intact.
+_MONTH_FORMS = sorted(
+    {f for w in _MONTH_OF for f in (w[:1].upper() + w[1:], w.upper())}, key=len, reverse=True
+)
+_MONTH = "(" + "|".join(_MONTH_FORMS) + r")\.?"
 _YEAR4 = r"((?:18|19|20)\d{2})"
 
 _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"(?<![\d.])(\d{{1,2}})\.\s?(\d{{1,2}})\.\s?{_YEAR4}(?!\d)"), "dmy"),
     (re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{2})(?![\d.])"), "dmy"),
     (re.compile(rf"(?<![\d/.-]){_YEAR4}[-/.](\d{{1,2}})[-/.](\d{{1,2}})(?![\d/.-])"), "ymd"),
-    (re.compile(r"(?<![\d/.])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])"), "slash"),
+    (re.compile(r"(?<![\w/.])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])"), "slash"),
     (re.compile(r"(?<![\d-])(\d{1,2})-(\d{1,2})-(\d{4})(?![\d-])"), "slash"),
     (re.compile(r"(?<!\d)((?:18|19|20)\d{2})(\d{2})(\d{2})(?!\d)"), "compact"),
     (
         re.compile(
             rf"(?<![\w.])(\d{{1,2}})(?:\.|st|nd|rd|th)?\s*(?:of\s+)?{_MONTH},?\s*{_YEAR4}(?!\d)",
-            re.IGNORECASE,
         ),
         "d_month_y",
     ),
     (
         re.compile(
-            rf"(?<![\w.]){_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+{_YEAR4}(?!\d)", re.IGNORECASE
+            rf"(?<![\w.]){_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+{_YEAR4}(?!\d)"
         ),
         "month_d_y",
     ),
-    (re.compile(rf"(?<![\w.]){_MONTH}\s+{_YEAR4}(?!\d)", re.IGNORECASE), "month_y"),
+    (re.compile(rf"(?<![\w.]){_MONTH}\s+{_YEAR4}(?!\d)"), "month_y"),
     (
-        re.compile(rf"(?<![\w.])(\d{{1,2}})(?:\.|st|nd|rd|th)?\s*(?:of\s+)?{_MONTH}(?!\w)", re.IGNORECASE),
+        re.compile(rf"(?<![\w.])(\d{{1,2}})(?:\.|st|nd|rd|th)?\s*(?:of\s+)?{_MONTH}(?!\w)"),
         "d_month",
     ),
-    (re.compile(r"(?<![\d./])(0?[1-9]|1[0-2])[/.]((?:18|19|20)\d{2})(?![\d/.])"), "m_y"),
-    (re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(?![\d])"), "d_m"),
+    (re.compile(r"(?<![\w./])(0?[1-9]|1[0-2])/((?:18|19|20)\d{2})(?![\d/]|\.\d)"), "m_y"),
+]
+# German-only partial dates; in English text "3.2019" or "1.2." are more likely numbers.
+_DATE_PATTERNS_DE: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?<![\w./])(0?[1-9]|1[0-2])\.((?:18|19|20)\d{2})(?![\d/]|\.\d)"), "m_y"),
+    (re.compile(r"(?<![\w.])(\d{1,2})\.(\d{1,2})\.(?![\d])"), "d_m"),
 ]
 
 
@@ -147,10 +155,11 @@ def _candidates(kind: str, g: tuple[str, ...]) -> list[str] | None:
     return list(dict.fromkeys(valid)) if valid else None
 
 
-def find_dates(text: str) -> list[tuple[int, int, list[str]]]:
+def find_dates(text: str, lang: str = "en") -> list[tuple[int, int, list[str]]]:
     """Date-like strings: (start, end, YYYYMMDD readings; empty for a partial date)."""
     found: list[tuple[int, int, list[str]]] = []
-    for pattern, kind in _DATE_PATTERNS:
+    patterns = _DATE_PATTERNS + (_DATE_PATTERNS_DE if lang == "de" else [])
+    for pattern, kind in patterns:
         for m in pattern.finditer(text):
             if any(m.start() < e and m.end() > s for s, e, _ in found):
                 continue
@@ -209,15 +218,22 @@ _PHONE = re.compile(
 )
 _INTL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}[ (]*\d[\d ()/.-]{5,}\d")
 _TITLE = (
-    r"(?:Herrn?|Frau|Fr\.|Hr\.|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.|Prof\.|PD|Priv\.-Doz\.|"
+    r"(?:Herrn?|Frau|Fr\.|Hr\.|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.|Prof\.|Priv\.-Doz\.|"
     r"med\.|dent\.|rer\.|nat\.|univ\.|Dipl\.-Med\.)"
 )
 _PARTICLE = r"(?:von|van|de|der|den|zu|zur|vom|la|le|di|du|ten)"
-_NAME_WORD = r"(?:[A-ZÄÖÜ](?:[a-zäöüßéèáàçñ'’-]*[a-zäöüßéèáàçñ]|\.))"
+_NAME_WORD = (
+    r"(?:[A-ZÄÖÜ](?:[a-zäöüßéèáàçñ'’-]*[a-zäöüßéèáàçñ]|\.)|[A-ZÄÖÜ]{2}[A-ZÄÖÜ'’-]*[A-ZÄÖÜ])"
+)
 _SALUTATION = re.compile(
     rf"(?<![\w.])(?P<title>(?:{_TITLE}[ \t]+)+)"
     rf"(?P<name>(?:{_PARTICLE}[ \t]+)*{_NAME_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_NAME_WORD})?)"
     r"(?![\w])"
+)
+# "Patient: Mustermann, Max" / "Name: ..." header lines copied into the report text
+_LABELLED_NAME = re.compile(
+    rf"(?<![\w.])(?:Patient(?:in)?|Pat\.|Name|Patientenname|Patient name|Patient's name)[ \t]*:[ \t]*"
+    rf"(?P<name>{_NAME_WORD}(?:[ \t]*,?[ \t]+(?:{_PARTICLE}[ \t]+)*{_NAME_WORD}){{0,2}})(?!\w)"
 )
 _WORD = re.compile(r"\w+(?:[-/.'’]\w+)*")
 _PLACEHOLDER = re.compile(r"\[[A-ZÄÖÜ_]+\]")
@@ -239,6 +255,7 @@ def _variants(token: str) -> list[str]:
 class _Scrubber:
     def __init__(self, text: str, lang: str, known: set[str], secret: bytes | None):
         self.text = text
+        self.lang = lang
         self.places = PLACEHOLDERS["de" if lang == "de" else "en"]
         self.known = known
         self.secret = secret
@@ -257,9 +274,6 @@ class _Scrubber:
         out.append(self.text[last:])
         self.text = "".join(out)
 
-    def _in_placeholder(self, s: int, e: int) -> bool:
-        return any(m.start() <= s and e <= m.end() for m in _PLACEHOLDER.finditer(self.text))
-
     def patterns(self) -> None:
         spans = [(m.start(), m.end(), "EMAIL") for m in _EMAIL.finditer(self.text)]
         spans += [(m.start(), m.end(), "URL") for m in _URL.finditer(self.text)]
@@ -270,7 +284,7 @@ class _Scrubber:
 
     def dates(self) -> None:
         spans = []
-        for s, e, cands in find_dates(self.text):
+        for s, e, cands in find_dates(self.text, self.lang):
             birth = self.secret is not None and any(
                 phi_hash(self.secret, "DATE", c) in self.known for c in cands
             )
@@ -295,7 +309,12 @@ class _Scrubber:
         if self.secret is None or not self.known:
             return
         spans: list[tuple[int, int, str]] = []
-        words = [m for m in _WORD.finditer(self.text) if not self._in_placeholder(*m.span())]
+        held = [m.span() for m in _PLACEHOLDER.finditer(self.text)]
+        words = [
+            m
+            for m in _WORD.finditer(self.text)
+            if not any(a <= m.start() and m.end() <= b for a, b in held)
+        ]
         skip_until = -1
         for i, m in enumerate(words):
             if m.start() < skip_until:
@@ -322,11 +341,18 @@ class _Scrubber:
 
     def salutations(self) -> None:
         spans = [(m.start("name"), m.end("name"), "NAME") for m in _SALUTATION.finditer(self.text)]
+        spans += [
+            (m.start("name"), m.end("name"), "NAME") for m in _LABELLED_NAME.finditer(self.text)
+        ]
         self._sub(spans)
 
     def collapse(self) -> None:
-        name = re.escape(self.places["NAME"])
-        self.text = re.sub(rf"{name}(?:[ \t]*,?[ \t]*{name})+", self.places["NAME"], self.text)
+        """Join runs of one placeholder ("[NAME] [NAME]"); an address swallows its number."""
+        for place in set(self.places.values()):
+            p = re.escape(place)
+            self.text = re.sub(rf"{p}(?:[ \t]*,?[ \t]*{p})+", place, self.text)
+        addr = re.escape(self.places["ADDR"])
+        self.text = re.sub(rf"{addr}[ \t]+\d{{1,4}}[a-z]?(?!\w)", self.places["ADDR"], self.text)
 
 
 def scrub_known(

@@ -1,0 +1,114 @@
+"""The ``report`` stage: one item per study with a paired report.
+
+Reads the report row named by ingest's :class:`~refrad_builder.records.ReportRef`, detects the
+language (a valid language column overrides detection), scrubs known PHI and dates, and parses
+sections, sentences, key-image references and anatomy mentions into a
+:class:`~refrad_builder.records.ReportRecord`. Studies without a report are not planned here;
+their images still flow on through the imaging stages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polars.exceptions import OutOfBoundsError
+
+from refrad_builder.config import stable_hash
+from refrad_builder.pseudo import keyed_hex
+from refrad_builder.records import ReportRecord, StudyRecord
+from refrad_builder.report_table import ReportTableError, report_row
+from refrad_builder.reports.analyze import build_record
+from refrad_builder.reports.language import normalize_language
+from refrad_builder.stage import Drop, Resources, Stage, WorkItem
+
+
+class ReportStage(Stage):
+    """Parse and de-identify each study's report text."""
+
+    name = "report"
+    version = "1"
+    consumes = ("ingest",)
+    uses_secret = True
+    resources = Resources(cpus=1.0, memory_gb=0.5)
+
+    def _row(self, table: int, row: int) -> dict[str, str | None]:
+        tables = self.ctx.config.inputs.reports
+        if not 0 <= table < len(tables):
+            raise IndexError("report table index out of range")
+        try:
+            return report_row(str(tables[table]), row)
+        except OutOfBoundsError:
+            raise IndexError("report row out of range") from None
+
+    def _text_fingerprint(self, table: int, row: int) -> str:
+        """A keyed hash of the report row's text and language, so an edited report reruns."""
+        inputs = self.ctx.config.inputs
+        try:
+            values = self._row(table, row)
+        except (ReportTableError, IndexError):
+            return "unreadable"
+        text = values.get(inputs.report_text_column) or ""
+        lang = values.get(inputs.report_language_column) or ""
+        return keyed_hex(self.ctx.secret, "report-text", text, lang)
+
+    def plan(self) -> list[WorkItem]:
+        """One item per study that ingest paired with a report row."""
+        items: list[WorkItem] = []
+        for _item_id, fp, records in self.ctx.upstream("ingest/studies"):
+            for rec in records:
+                study = StudyRecord.model_validate(rec)
+                if study.report is None:
+                    continue
+                ref = study.report
+                payload: dict[str, Any] = {
+                    "study_id": study.study_id,
+                    "patient_id": study.patient_id,
+                    "table": ref.table,
+                    "row": ref.row,
+                    "known_phi": list(study.known_phi),
+                }
+                items.append(
+                    WorkItem(
+                        id=study.study_id,
+                        payload=payload,
+                        input_fingerprint=stable_hash(
+                            [fp, study.study_id, self._text_fingerprint(ref.table, ref.row)]
+                        ),
+                    )
+                )
+        return items
+
+    def process(self, item: WorkItem) -> ReportRecord | Drop:
+        """Parse one study's report; drops: unreadable table or row, empty text, a language
+        the run is not configured for."""
+        p = item.payload
+        inputs = self.ctx.config.inputs
+        cfg = self.ctx.config.report
+        try:
+            values = self._row(int(p["table"]), int(p["row"]))
+        except ReportTableError:
+            return Drop("report_table_unreadable")
+        except IndexError:
+            return Drop("report_row_missing")
+        text = values.get(inputs.report_text_column)
+        if not isinstance(text, str) or not text.strip():
+            return Drop("empty_report")
+        lang = normalize_language(values.get(inputs.report_language_column))
+        if lang is not None and lang not in cfg.languages:
+            return Drop("language_not_configured", detail=lang)
+        record = build_record(
+            study_id=p["study_id"],
+            patient_id=p["patient_id"],
+            text=text,
+            lang=lang or "auto",
+            known_phi=p.get("known_phi") or [],
+            secret=self.ctx.secret,
+            seed=cfg.langdetect_seed,
+            default_language=cfg.default_language,
+        )
+        if record.language not in cfg.languages:
+            return Drop("language_not_configured", detail=record.language)
+        return record
+
+
+STAGE = ReportStage
