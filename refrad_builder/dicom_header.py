@@ -31,6 +31,12 @@ _NAME_TAGS = (
 _ID_TAGS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "MedicalRecordLocator")
 _INST_TAGS = ("InstitutionName", "InstitutionalDepartmentName", "StationName")
 _ADDR_TAGS = ("PatientAddress", "InstitutionAddress")
+# Connectives and name particles: hashing them as PHI would scrub "of", "von", "der" from
+# every report sentence; the distinctive tokens around them still identify the value.
+_NOT_PHI_TOKENS = frozenset(
+    "of the and for at in on to de la le du des del della di da van von vom zu zum zur der "
+    "die das den dem und für am an im st dr med prof mr mrs ms herr frau".split()
+)
 
 
 class HeaderError(Exception):
@@ -82,7 +88,7 @@ def _known_phi(secret: bytes, ds: pydicom.Dataset) -> list[str]:
 
     def add(kind: str, value: str) -> None:
         value = value.strip()
-        if len(value) >= 2:
+        if len(value) >= 2 and value.casefold().strip(".,") not in _NOT_PHI_TOKENS:
             out.add(phi_hash(secret, kind, value))
 
     for kw in _NAME_TAGS:

@@ -27,7 +27,12 @@ def test_reference_forms(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["Bildgebung 3 Tage alt.", "Spondylarthrose L4/5 und L5/S1.", "Läsion 3,2 x 2,1 cm.", "in 2 images"],
+    [
+        "Bildgebung 3 Tage alt.",
+        "Spondylarthrose L4/5 und L5/S1.",
+        "Läsion 3,2 x 2,1 cm.",
+        "in 2 images",
+    ],
 )
 def test_no_false_references(text):
     assert image_refs(text) == []

@@ -112,7 +112,9 @@ def test_side_from_earlier_in_clause():
 
 def test_english_sides():
     assert found("Small right pleural effusion.", "en") == {"lung_right": ("right", True)}
-    assert found("Fracture of the femoral neck on the left.", "en") == {"femur_left": ("left", True)}
+    assert found("Fracture of the femoral neck on the left.", "en") == {
+        "femur_left": ("left", True)
+    }
     assert found("Left and right adrenal glands are normal.", "en") == {
         "adrenal_gland_left": ("bilateral", False),
         "adrenal_gland_right": ("bilateral", False),
@@ -200,7 +202,11 @@ def test_ribs():
     [
         ("Kein Nachweis einer Leberläsion.", "de", {"liver": False}),
         ("Keine Leberläsion, Milz vergrößert.", "de", {"liver": False, "spleen": True}),
-        ("Leber, Milz, Pankreas und Nieren unauffällig.", "de", {"liver": False, "pancreas": False}),
+        (
+            "Leber, Milz, Pankreas und Nieren unauffällig.",
+            "de",
+            {"liver": False, "pancreas": False},
+        ),
         ("Unauffällige Darstellung von Leber, Milz und Pankreas.", "de", {"pancreas": False}),
         ("Leber: keine fokalen Läsionen.", "de", {"liver": False}),
         ("Nieren beidseits ohne Harnstau.", "de", {"kidney_left": False}),
@@ -211,7 +217,11 @@ def test_ribs():
         ("Regelrechte Weite der Aorta.", "de", {"aorta": False}),
         ("Keine Größenzunahme der Lebermetastasen.", "de", {"liver": True}),
         ("Metastasen in der Leber nicht ausgeschlossen.", "de", {"liver": True}),
-        ("Kein Nachweis suspekter fokaler Läsionen in Leber oder Milz.", "de", {"liver": False, "spleen": False}),
+        (
+            "Kein Nachweis suspekter fokaler Läsionen in Leber oder Milz.",
+            "de",
+            {"liver": False, "spleen": False},
+        ),
         ("Hypodense Läsion der Leber.", "de", {"liver": True}),
         ("Leber.", "de", {"liver": True}),
         ("No focal liver lesion.", "en", {"liver": False}),
@@ -250,6 +260,8 @@ def test_lexicon_targets_are_schema_classes():
     for targets in lex.targets:
         for t in targets:
             if "{side}" in t:
-                assert t.replace("{side}", "left") in names or t.replace("{side}", "right") in names, t
+                assert (
+                    t.replace("{side}", "left") in names or t.replace("{side}", "right") in names
+                ), t
             else:
                 assert t in names, t

@@ -31,7 +31,14 @@ Rib fractures as above.
 
 def test_german_sections_with_and_without_colon():
     secs = sections_dict(split_sections(DE_REPORT))
-    assert set(secs) == {"other", "clinical_info", "question", "technique", "findings", "impression"}
+    assert set(secs) == {
+        "other",
+        "clinical_info",
+        "question",
+        "technique",
+        "findings",
+        "impression",
+    }
     assert secs["other"].startswith("CT Thorax/Abdomen")
     assert secs["question"] == "Rippenfrakturen? Pneumothorax?"
     assert secs["technique"].startswith("Spiral-CT")

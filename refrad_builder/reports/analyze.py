@@ -39,7 +39,9 @@ def parse_report(
     """
     if lang not in ("auto", "de", "en"):
         raise ValueError(f"lang must be auto, de or en, not {lang!r}")
-    language = detect_language(text, seed=seed, default=default_language) if lang == "auto" else lang
+    language = (
+        detect_language(text, seed=seed, default=default_language) if lang == "auto" else lang
+    )
     scrubbed, counts = scrub_known(text, known_phi, secret, language)
     sections = split_sections(scrubbed)
     sentences: list[Sentence] = []

@@ -59,7 +59,9 @@ def find_image_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
         taken.append(m.span())
     for m in _SHORT.finditer(text):
         if free(*m.span()):
-            found.append((m.start(), m.end(), [ImageRef(series=int(m.group(1)), image=int(m.group(2)))]))
+            found.append(
+                (m.start(), m.end(), [ImageRef(series=int(m.group(1)), image=int(m.group(2)))])
+            )
             taken.append(m.span())
     for m in _IMAGE_FIRST.finditer(text):
         if free(*m.span()):

@@ -37,9 +37,7 @@ _lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _factory() -> DetectorFactory:
-    profiles = [
-        (Path(PROFILES_DIRECTORY) / lang).read_text(encoding="utf-8") for lang in LANGUAGES
-    ]
+    profiles = [(Path(PROFILES_DIRECTORY) / lang).read_text(encoding="utf-8") for lang in LANGUAGES]
     factory = DetectorFactory()
     factory.load_json_profile(profiles)
     return factory

@@ -60,11 +60,9 @@ def _phrase_regex(form: str, lang: str) -> str:
             parts.append(re.escape(w) + _INFLECTION)
         else:
             parts.append(re.escape(w))
-    out = ""
-    for i, (w, p) in enumerate(zip(words, parts, strict=True)):
-        if i:
-            out += r"\s*" if words[i - 1].endswith(".") else r"\s+"
-        out += p
+    out = parts[0]
+    for i in range(1, len(parts)):
+        out += (r"\s*" if words[i - 1].endswith(".") else r"\s+") + parts[i]
     return rf"(?<![\w.]){out}(?!\w)"
 
 
@@ -167,7 +165,9 @@ class Lexicon:
 @lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
     """The packaged anatomy lexicon (cached)."""
-    text = resources.files("refrad_builder.data").joinpath("anatomy_lexicon.yaml").read_text("utf-8")
+    text = (
+        resources.files("refrad_builder.data").joinpath("anatomy_lexicon.yaml").read_text("utf-8")
+    )
     return Lexicon.from_data(yaml.safe_load(text))
 
 
@@ -379,7 +379,9 @@ def _spine_hits(text: str) -> list[_Hit]:
             hits.append(_Hit(m.start(), m.end(), tuple(names)))
     for m in _SPINE_ORDINAL.finditer(text):
         word = m.group(2).casefold()
-        region = {"lendenwirbel": "L", "brustwirbel": "T", "halswirbel": "C"}.get(word) or _REGION_DE[word]
+        region = {"lendenwirbel": "L", "brustwirbel": "T", "halswirbel": "C"}.get(
+            word
+        ) or _REGION_DE[word]
         names = _level_names(region, int(m.group(1)), None, None)
         if names:
             hits.append(_Hit(m.start(), m.end(), tuple(names)))
@@ -441,15 +443,26 @@ _NUM_DE = r"(?:\d{1,2}\.?|" + "|".join(sorted(_ORD_DE, key=len, reverse=True)) +
 _NUM_EN = r"(?:\d{1,2}(?:st|nd|rd|th)|" + "|".join(_ORD_EN) + ")"
 _LIST_SEP = r"\s*(?:,|und|u\.|oder|bis|-|–|/|and|or|to|through)\s*"
 _RIB_PATTERNS = [
-    re.compile(rf"(?<![\w.])({_NUM_DE}(?:{_LIST_SEP}{_NUM_DE})*)\s*-?\s*Rippe(?!n?knorpel)\w*", re.IGNORECASE),
-    re.compile(rf"(?<![\w.])Rippe(?!n?knorpel)\w*\s+(\d{{1,2}}(?:{_LIST_SEP}\d{{1,2}})*)(?![\w.]\d)", re.IGNORECASE),
-    re.compile(rf"(?<![\w.])({_NUM_EN}(?:{_LIST_SEP}{_NUM_EN})*)\s+(?:(?:left|right|posterior|anterior|lateral)\s+)*ribs?(?!\w)", re.IGNORECASE),
+    re.compile(
+        rf"(?<![\w.])({_NUM_DE}(?:{_LIST_SEP}{_NUM_DE})*)\s*-?\s*Rippe(?!n?knorpel)\w*",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        rf"(?<![\w.])Rippe(?!n?knorpel)\w*\s+(\d{{1,2}}(?:{_LIST_SEP}\d{{1,2}})*)(?![\w.]\d)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        rf"(?<![\w.])({_NUM_EN}(?:{_LIST_SEP}{_NUM_EN})*)\s+(?:(?:left|right|posterior|anterior|lateral)\s+)*ribs?(?!\w)",
+        re.IGNORECASE,
+    ),
     re.compile(rf"(?<![\w.])ribs?\s+(\d{{1,2}}(?:{_LIST_SEP}\d{{1,2}})*)(?!\w)", re.IGNORECASE),
 ]
 
 
 def _rib_numbers(listing: str) -> list[int]:
-    parts = re.split(r"(\s*(?:,|und|u\.|oder|bis|-|–|/|and|or|to|through)\s*)", listing, flags=re.IGNORECASE)
+    parts = re.split(
+        r"(\s*(?:,|und|u\.|oder|bis|-|–|/|and|or|to|through)\s*)", listing, flags=re.IGNORECASE
+    )
     values: list[int] = []
     range_next = False
     for part in parts:
@@ -515,7 +528,7 @@ def _lexicon_hits(text: str, toks: list[_Tok], lang: str, lex: Lexicon) -> list[
 def _complete_truncated(
     text: str, toks: list[_Tok], i: int, lex: Lexicon
 ) -> tuple[int | None, tuple[int, ...]]:
-    """"Ober- und Unterlappen": complete "Ober-" with the head of the following compound."""
+    """ "Ober- und Unterlappen": complete "Ober-" with the head of the following compound."""
     j = i + 1
     while j < len(toks) and (toks[j].punct or toks[j].low in ("und", "oder", "sowie", "bzw")):
         j += 1
@@ -543,6 +556,7 @@ def _clauses(toks: list[_Tok], hit_at: set[int]) -> list[int]:
             bounds.append(t.low)
         else:
             segments[-1].append(i)
+
     def is_list(seg: list[int]) -> bool:
         return bool(seg) and all(
             i in hit_at
@@ -581,7 +595,11 @@ def _cues(toks: list[_Tok]) -> list[_Cue]:
         if not w:
             continue
         nxt = [x for x in words[i + 1 : i + 4] if x]
-        if w in _TERM or (w == "bis" and nxt[:1] == ["auf"]) or (w == "other" and nxt[:1] == ["than"]):
+        if (
+            w in _TERM
+            or (w == "bis" and nxt[:1] == ["auf"])
+            or (w == "other" and nxt[:1] == ["than"])
+        ):
             cues.append(_Cue(i, "term"))
             continue
         kind = None
@@ -608,7 +626,9 @@ def _cues(toks: list[_Tok]) -> list[_Cue]:
 
 
 def _pseudo(word: str) -> bool:
-    return word.startswith(_PSEUDO) or any(p in word for p in ("änderung", "progredienz", "zunahme"))
+    return word.startswith(_PSEUDO) or any(
+        p in word for p in ("änderung", "progredienz", "zunahme")
+    )
 
 
 _PRE_WINDOW = 10
@@ -732,7 +752,7 @@ class _Sentence:
         self._attach_continuations()
 
     def _attach_continuations(self) -> None:
-        """"Milz nicht vergrößert, mit kleiner Zyste": a clause without anatomy that opens
+        """ "Milz nicht vergrößert, mit kleiner Zyste": a clause without anatomy that opens
         with a continuing word and states a finding belongs to the last anatomy before it."""
         by_clause: dict[int, list[int]] = {}
         for i, c in enumerate(self.clause):

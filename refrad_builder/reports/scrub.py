@@ -78,8 +78,8 @@ _YEAR4 = r"((?:18|19|20)\d{2})"
 
 _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"(?<![\d.])(\d{{1,2}})\.\s?(\d{{1,2}})\.\s?{_YEAR4}(?!\d)"), "dmy"),
-    (re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{2})(?![\d.])"), "dmy"),
-    (re.compile(rf"(?<![\d/.-]){_YEAR4}[-/.](\d{{1,2}})[-/.](\d{{1,2}})(?![\d/.-])"), "ymd"),
+    (re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{2})(?!\d|\.\d)"), "dmy"),
+    (re.compile(rf"(?<![\d/.-]){_YEAR4}[-/.](\d{{1,2}})[-/.](\d{{1,2}})(?![\d/-]|\.\d)"), "ymd"),
     (re.compile(r"(?<![\w/.])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])"), "slash"),
     (re.compile(r"(?<![\d-])(\d{1,2})-(\d{1,2})-(\d{4})(?![\d-])"), "slash"),
     (re.compile(r"(?<!\d)((?:18|19|20)\d{2})(\d{2})(\d{2})(?!\d)"), "compact"),
@@ -90,9 +90,7 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         "d_month_y",
     ),
     (
-        re.compile(
-            rf"(?<![\w.]){_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+{_YEAR4}(?!\d)"
-        ),
+        re.compile(rf"(?<![\w.]){_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+{_YEAR4}(?!\d)"),
         "month_d_y",
     ),
     (re.compile(rf"(?<![\w.]){_MONTH}\s+{_YEAR4}(?!\d)"), "month_y"),
@@ -222,8 +220,10 @@ _TITLE = (
     r"med\.|dent\.|rer\.|nat\.|univ\.|Dipl\.-Med\.)"
 )
 _PARTICLE = r"(?:von|van|de|der|den|zu|zur|vom|la|le|di|du|ten)"
+_LOWER = "a-zäöüßéèáàçñ"
 _NAME_WORD = (
-    r"(?:[A-ZÄÖÜ](?:[a-zäöüßéèáàçñ'’-]*[a-zäöüßéèáàçñ]|\.)|[A-ZÄÖÜ]{2}[A-ZÄÖÜ'’-]*[A-ZÄÖÜ])"
+    rf"(?:[A-ZÄÖÜ]\.|[A-ZÄÖÜ][{_LOWER}]*(?:['’-][A-ZÄÖÜ]?[{_LOWER}]+)+|[A-ZÄÖÜ][{_LOWER}]+"
+    r"|[A-ZÄÖÜ]{2}[A-ZÄÖÜ'’-]*[A-ZÄÖÜ])"
 )
 _SALUTATION = re.compile(
     rf"(?<![\w.])(?P<title>(?:{_TITLE}[ \t]+)+)"
@@ -323,7 +323,11 @@ class _Scrubber:
                 nxt = words[i + 1]
                 gap = self.text[m.end() : nxt.start()]
                 # an ID written with a space or dash inside ("4711 0815")
-                if gap in (" ", "-", "/") and m.group(0)[-1:].isdigit() and nxt.group(0)[:1].isdigit():
+                if (
+                    gap in (" ", "-", "/")
+                    and m.group(0)[-1:].isdigit()
+                    and nxt.group(0)[:1].isdigit()
+                ):
                     kind = self._kind_of(m.group(0) + nxt.group(0))
                     if kind is not None:
                         spans.append((m.start(), nxt.end(), kind))
