@@ -108,9 +108,7 @@ def _load_json(name: str) -> dict:
 def schema() -> LabelSchema:
     """The unified label schema (cached)."""
     snap = _load_json("totalseg_class_map.json")
-    ts_maps = {
-        task: {int(k): v for k, v in snap[task].items()} for task in ("total", "total_mr")
-    }
+    ts_maps = {task: {int(k): v for k, v in snap[task].items()} for task in ("total", "total_mr")}
     names = [ts_maps["total"][i] for i in sorted(ts_maps["total"])]
     names += [n for _, n in sorted(ts_maps["total_mr"].items()) if n not in names]
     names += EXTRA_CLASSES

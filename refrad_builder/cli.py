@@ -73,7 +73,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(statuses, indent=2))
         return 0
-    print(f"{'stage':16s} {'planned':>7s} {'done':>6s} {'dropped':>8s} {'failed':>7s} {'pending':>8s}")
+    print(
+        f"{'stage':16s} {'planned':>7s} {'done':>6s} {'dropped':>8s} {'failed':>7s} {'pending':>8s}"
+    )
     for s in statuses:
         print(
             f"{s['stage']:16s} {s['planned']:7d} {s['done']:6d} {sum(s['dropped'].values()):8d} "
@@ -111,9 +113,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo_make(args: argparse.Namespace) -> int:
     from refrad_builder.demo import make_demo
 
-    manifest = make_demo(Path(args.dir), studies=args.studies, seed=args.seed, include_real=not args.no_real)
-    print(f"demo inputs written to {args.dir} ({args.studies} generated studies"
-          f"{' + the real CT series' if not args.no_real else ''}); run config: {Path(args.dir) / 'config.yaml'}")
+    manifest = make_demo(
+        Path(args.dir), studies=args.studies, seed=args.seed, include_real=not args.no_real
+    )
+    print(
+        f"demo inputs written to {args.dir} ({args.studies} generated studies"
+        f"{' + the real CT series' if not args.no_real else ''}); run config: {Path(args.dir) / 'config.yaml'}"
+    )
     del manifest
     return 0
 
@@ -146,8 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from", choices=STAGE_ORDER, help="start at this stage")
     p.add_argument("--until", choices=STAGE_ORDER, help="stop after this stage")
     p.add_argument("--only", choices=STAGE_ORDER, help="run only this stage")
-    p.add_argument("--force", action="append", choices=STAGE_ORDER, help="redo every item of this stage (repeatable)")
-    p.add_argument("--executor", choices=["ray", "local"], help="ray (default) or local (in-process)")
+    p.add_argument(
+        "--force",
+        action="append",
+        choices=STAGE_ORDER,
+        help="redo every item of this stage (repeatable)",
+    )
+    p.add_argument(
+        "--executor", choices=["ray", "local"], help="ray (default) or local (in-process)"
+    )
     p.add_argument("--no-validate", action="store_true", help="skip validation after shards")
     p.set_defaults(func=cmd_run)
 
@@ -188,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("file", type=Path)
     q.add_argument("--lang", default="auto", choices=["auto", "de", "en"])
-    q.add_argument("--known-phi", type=Path, help='JSON {"NAME": [...], "ID": [...], "DATE": [...]}')
+    q.add_argument(
+        "--known-phi", type=Path, help='JSON {"NAME": [...], "ID": [...], "DATE": [...]}'
+    )
     q.add_argument("--json", action="store_true", help="print JSON (the default output)")
     q.set_defaults(func=cmd_report_analyze)
     return parser

@@ -24,7 +24,9 @@ def quantize(bbox: tuple[int, int, int, int], width: int, height: int) -> tuple[
     return (q(x0, width), q(y0, height), q(x1, width), q(y1, height))
 
 
-def token(class_id: int, text: str, bbox: tuple[int, int, int, int], width: int, height: int) -> str:
+def token(
+    class_id: int, text: str, bbox: tuple[int, int, int, int], width: int, height: int
+) -> str:
     """One grounded phrase."""
     locs = "".join(f"<loc{v:04d}>" for v in quantize(bbox, width, height))
     return f"<p bbox={locs} id=<seg{class_id:03d}>>{text}</p>"

@@ -50,7 +50,9 @@ def atomic_write_via(path: Path, writer) -> None:
     """Atomically produce ``path`` with ``writer(tmp_path)`` (for libraries that want a path)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix="".join(path.suffixes), dir=path.parent
+    )
     os.close(fd)
     try:
         writer(Path(tmp))

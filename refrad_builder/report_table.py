@@ -29,7 +29,9 @@ def load_table(path: str) -> pl.DataFrame:
     except ReportTableError:
         raise
     except Exception as exc:  # polars raises many types; the message may quote content
-        raise ReportTableError(f"report table {p.name} could not be read ({type(exc).__name__})") from None
+        raise ReportTableError(
+            f"report table {p.name} could not be read ({type(exc).__name__})"
+        ) from None
     return df.with_columns(pl.all().cast(pl.Utf8))
 
 

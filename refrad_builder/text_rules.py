@@ -174,15 +174,21 @@ def make_products(
         names = [schema.display(b.class_id, lang) for b in shown]
         if names:
             captions[lang].append(
-                t["caption"].format(plane=plane.capitalize(), modality=modality, items=", ".join(names))
+                t["caption"].format(
+                    plane=plane.capitalize(), modality=modality, items=", ".join(names)
+                )
             )
             items = ", ".join(
-                grounding.token(b.class_id, schema.display(b.class_id, lang), b.bbox, sl.width, sl.height)
+                grounding.token(
+                    b.class_id, schema.display(b.class_id, lang), b.bbox, sl.width, sl.height
+                )
                 for b in shown
             )
             grounded[lang].append(t["grounded"].format(items=items))
         else:
-            captions[lang].append(t["caption_none"].format(plane=plane.capitalize(), modality=modality))
+            captions[lang].append(
+                t["caption_none"].format(plane=plane.capitalize(), modality=modality)
+            )
         vqa.extend(_presence(sl, lang, shown, series_classes, schema, max_negatives))
         vqa.extend(_metadata(sl, lang))
         vqa.extend(_findings(linked, visible, lang, schema))

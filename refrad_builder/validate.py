@@ -28,7 +28,9 @@ from refrad_builder.anatomy import schema as label_schema
 from refrad_builder.schema_gen import load as load_schema
 
 PHI_PATTERNS = {
-    "date": re.compile(r"\b\d{1,2}\.\d{1,2}\.(?:19|20)\d{2}\b|\b(?:19|20)\d{2}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"),
+    "date": re.compile(
+        r"\b\d{1,2}\.\d{1,2}\.(?:19|20)\d{2}\b|\b(?:19|20)\d{2}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"
+    ),
     "salutation_name": re.compile(r"\b(?:Herrn?|Frau|Mr|Mrs|Ms)\.?\s+[A-ZÄÖÜ][a-zäöüß]{2,}"),
     "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
     "phone": re.compile(r"(?:\bTel\.?|\bFax|\+\d{2})\s*:?\s*\(?\d[\d\s/()-]{6,}\d"),
@@ -246,8 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = validate_dir(args.path)
     if args.json:
-        print(json.dumps({"ok": report.ok, "samples": report.samples, "shards": report.shards,
-                          "problems": report.problems}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "samples": report.samples,
+                    "shards": report.shards,
+                    "problems": report.problems,
+                },
+                indent=2,
+            )
+        )
     else:
         print(report.summary())
     return 0 if report.ok else 1

@@ -36,9 +36,7 @@ class IngestStage(Stage):
             root = Path(root)
             if not root.is_dir():
                 raise FileNotFoundError(f"input folder #{root_idx} does not exist")
-            for dirpath, dirnames, filenames in os.walk(
-                root, followlinks=self.cfg.follow_symlinks
-            ):
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=self.cfg.follow_symlinks):
                 dirnames.sort()
                 for fn in sorted(filenames):
                     full = Path(dirpath) / fn
@@ -110,9 +108,7 @@ class IngestStage(Stage):
             st["series"][series_id] = fp
             for _, h in members:
                 st["phi"].update(h.known_phi)
-                st["keys"].update(
-                    k for k in (h.accession_key, h.study_uid_key, h.folder_key) if k
-                )
+                st["keys"].update(k for k in (h.accession_key, h.study_uid_key, h.folder_key) if k)
 
         self._write_sub("series", series_items)
         pairs, report_drops = self._pair_reports(studies)

@@ -77,8 +77,13 @@ class ShardsStage(Stage):
             digest = hashlib.sha256(image).hexdigest()
             if digest in seen:
                 rejects.append(
-                    {"stage": "shards", "item": rec.sample.key, "outcome": "drop",
-                     "reason": "duplicate_image", "detail": f"same pixels as {seen[digest]}"}
+                    {
+                        "stage": "shards",
+                        "item": rec.sample.key,
+                        "outcome": "drop",
+                        "reason": "duplicate_image",
+                        "detail": f"same pixels as {seen[digest]}",
+                    }
                 )
                 continue
             seen[digest] = rec.sample.key
@@ -117,8 +122,11 @@ class ShardsStage(Stage):
         shards = []
         for split in sorted(by_split):
             shards += write_shards(
-                target, split, by_split[split],
-                self.cfg.max_samples_per_shard, self.cfg.max_bytes_per_shard,
+                target,
+                split,
+                by_split[split],
+                self.cfg.max_samples_per_shard,
+                self.cfg.max_bytes_per_shard,
             )
         shard_of = {k: s.name for s in shards for k in s.keys}
         for row in rows:
@@ -128,12 +136,22 @@ class ShardsStage(Stage):
             if stale.name not in keep:
                 stale.unlink()
 
-        index = pl.DataFrame(rows, schema_overrides={"classes": pl.List(pl.Utf8)}) if rows else pl.DataFrame()
+        index = (
+            pl.DataFrame(rows, schema_overrides={"classes": pl.List(pl.Utf8)})
+            if rows
+            else pl.DataFrame()
+        )
         atomic_write_via(target / "index.parquet", lambda p: index.write_parquet(p))
         rejects = self._stage_rejects() + rejects
         reject_df = pl.DataFrame(
-            rejects, schema={"stage": pl.Utf8, "item": pl.Utf8, "outcome": pl.Utf8,
-                             "reason": pl.Utf8, "detail": pl.Utf8}
+            rejects,
+            schema={
+                "stage": pl.Utf8,
+                "item": pl.Utf8,
+                "outcome": pl.Utf8,
+                "reason": pl.Utf8,
+                "detail": pl.Utf8,
+            },
         )
         atomic_write_via(target / "rejects.parquet", lambda p: reject_df.write_parquet(p))
         summary = self._summary(rows, rejects, shards)
@@ -145,8 +163,13 @@ class ShardsStage(Stage):
                 "fingerprint": item.fingerprint,
                 "schema_version": SCHEMA_VERSION,
                 "shards": [
-                    {"name": s.name, "split": s.split, "samples": s.samples,
-                     "bytes": s.bytes, "sha256": s.sha256}
+                    {
+                        "name": s.name,
+                        "split": s.split,
+                        "samples": s.samples,
+                        "bytes": s.bytes,
+                        "sha256": s.sha256,
+                    }
                     for s in shards
                 ],
             },
@@ -164,14 +187,28 @@ class ShardsStage(Stage):
         for name in ledgers:
             ledger = Ledger(work / name)
             for entry in ledger.current_drops():
-                out.append({"stage": name, "item": entry["id"], "outcome": "drop",
-                            "reason": entry["reason"], "detail": entry.get("detail", "")})
+                out.append(
+                    {
+                        "stage": name,
+                        "item": entry["id"],
+                        "outcome": "drop",
+                        "reason": entry["reason"],
+                        "detail": entry.get("detail", ""),
+                    }
+                )
             manifest = ledger.manifest()
             for err in sorted((work / name / "errors").glob("*.json")):
                 e = read_json(err)
                 if manifest.get(e["id"]) == e["fingerprint"]:
-                    out.append({"stage": name, "item": e["id"], "outcome": "error",
-                                "reason": e["error"], "detail": e.get("where", "")})
+                    out.append(
+                        {
+                            "stage": name,
+                            "item": e["id"],
+                            "outcome": "error",
+                            "reason": e["error"],
+                            "detail": e.get("where", ""),
+                        }
+                    )
         return out
 
     def _summary(self, rows, rejects, shards) -> dict:

@@ -6,9 +6,9 @@ import pytest
 
 from refrad_builder.config import SecretMissing, load_config, load_secret
 from refrad_builder.ledger import Ledger, item_fingerprint
+from refrad_builder.runner import select_stages
 from refrad_builder.schema_gen import generate
 from refrad_builder.stage import get_stage
-from refrad_builder.runner import select_stages
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -52,7 +52,12 @@ def test_ledger_outcomes(tmp_path):
     led.mark_drop("b", fp, "bad_input", "")
     led.mark_error("c", fp, "TimeoutError", "llm.py:10")
     st = led.status("s")
-    assert (st.done, st.dropped, st.failed, st.pending) == (1, {"bad_input": 1}, {"TimeoutError": 1}, 1)
+    assert (st.done, st.dropped, st.failed, st.pending) == (
+        1,
+        {"bad_input": 1},
+        {"TimeoutError": 1},
+        1,
+    )
     assert led.current_outputs() == [("a", fp, [{"x": 1}])]
     assert led.is_done("a", fp) and not led.is_done("a", "other") and not led.is_done("c", fp)
     led.mark_ok("c", fp, [])

@@ -37,7 +37,9 @@ def _run(args: list[str], log: Path, check: bool = True) -> subprocess.Completed
     with open(log, "ab") as fh:
         proc = subprocess.run(REFRAD + args, stdout=fh, stderr=subprocess.STDOUT, env=_env())
     if check and proc.returncode != 0:
-        raise AssertionError(f"refrad {' '.join(args)} exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+        raise AssertionError(
+            f"refrad {' '.join(args)} exited {proc.returncode}:\n{log.read_text()[-4000:]}"
+        )
     return proc
 
 
@@ -46,7 +48,9 @@ def _shard_bytes(out: Path) -> dict[str, bytes]:
 
 
 def _last_run(work: Path) -> dict[str, int]:
-    return {r["stage"]: r["processed"] for r in json.loads((work / "run" / "last_run.json").read_text())}
+    return {
+        r["stage"]: r["processed"] for r in json.loads((work / "run" / "last_run.json").read_text())
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,9 @@ def reference(demo, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("ref")
     work, out, log = base / "work", base / "shards", base / "run.log"
     t0 = time.perf_counter()
-    _run(["run", "--config", str(demo / "config.yaml"), "--work", str(work), "--out", str(out)], log)
+    _run(
+        ["run", "--config", str(demo / "config.yaml"), "--work", str(work), "--out", str(out)], log
+    )
     return {"work": work, "out": out, "log": log, "seconds": time.perf_counter() - t0, "base": base}
 
 
@@ -88,7 +94,9 @@ def test_corrupt_file_is_a_counted_reject(reference):
     assert len(ingest) == 1 and ingest["reason"][0] in {"not_dicom", "unreadable_dicom"}
     status = subprocess.run(
         REFRAD + ["status", "--work", str(reference["work"]), "--json"],
-        capture_output=True, env=_env(), check=True,
+        capture_output=True,
+        env=_env(),
+        check=True,
     )
     stages = {s["stage"]: s for s in json.loads(status.stdout)}
     assert stages["ingest"]["dropped"] == {ingest["reason"][0]: 1}
@@ -115,8 +123,17 @@ def test_no_planted_phi_anywhere(reference, demo):
 
 
 def test_unchanged_rerun_does_no_work(reference, demo):
-    args = ["run", "--config", str(demo / "config.yaml"), "--work", str(reference["work"]),
-            "--out", str(reference["out"]), "--executor", "local"]
+    args = [
+        "run",
+        "--config",
+        str(demo / "config.yaml"),
+        "--work",
+        str(reference["work"]),
+        "--out",
+        str(reference["out"]),
+        "--executor",
+        "local",
+    ]
     before = _shard_bytes(reference["out"])
     _run(args, reference["base"] / "rerun.log")
     assert set(_last_run(reference["work"]).values()) == {0}
@@ -127,8 +144,17 @@ def test_text_setting_reruns_only_text_and_shards(reference, demo, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(reference["work"], work)
     out = tmp_path / "out"
-    args = ["run", "--config", str(demo / "config.yaml"), "--work", str(work), "--out", str(out),
-            "--executor", "local"]
+    args = [
+        "run",
+        "--config",
+        str(demo / "config.yaml"),
+        "--work",
+        str(work),
+        "--out",
+        str(out),
+        "--executor",
+        "local",
+    ]
     _run(args + ["--set", "text.max_presence_negatives=1"], tmp_path / "log")
     ran = _last_run(work)
     assert ran["text"] > 0 and ran["shards"] == 1
@@ -138,8 +164,17 @@ def test_text_setting_reruns_only_text_and_shards(reference, demo, tmp_path):
 
 def test_sigkill_and_resume_gives_identical_shards(reference, demo, tmp_path):
     work, out, log = tmp_path / "work", tmp_path / "out", tmp_path / "log"
-    args = ["run", "--config", str(demo / "config.yaml"), "--work", str(work), "--out", str(out),
-            "--executor", "local"]
+    args = [
+        "run",
+        "--config",
+        str(demo / "config.yaml"),
+        "--work",
+        str(work),
+        "--out",
+        str(out),
+        "--executor",
+        "local",
+    ]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(REFRAD + args, stdout=fh, stderr=subprocess.STDOUT, env=_env())
     slices_ledger = work / "slices" / "ledger"

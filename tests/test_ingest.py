@@ -49,7 +49,11 @@ def test_real_series_groups_despite_empty_uids(tmp_path, real_ct_dir):
     assert study["series_ids"] == [rec["series_id"]]
     st = Ledger(work / "ingest").status("ingest")
     assert st.done == 20 and st.pending == 0
-    assert sum(st.dropped.values()) == 2 and set(st.dropped) <= {"not_dicom", "unreadable_dicom", "no_pixel_data"}
+    assert sum(st.dropped.values()) == 2 and set(st.dropped) <= {
+        "not_dicom",
+        "unreadable_dicom",
+        "no_pixel_data",
+    }
     orphan = Ledger(work / "ingest" / "reports").status("ingest/reports")
     assert orphan.dropped == {"report_without_study": 1}
 
@@ -76,7 +80,9 @@ def test_pydicom_files(tmp_path, name, reason):
     inputs.mkdir()
     shutil.copy(src, inputs / "f.dcm")
     stage = IngestStage(StageContext(_cfg(tmp_path, inputs)))
-    out = stage.process(WorkItem(id="x", payload={"root": 0, "path": "f.dcm"}, input_fingerprint=""))
+    out = stage.process(
+        WorkItem(id="x", payload={"root": 0, "path": "f.dcm"}, input_fingerprint="")
+    )
     if reason is None:
         assert out.has_pixels and out.modality
         # hashes only: no raw identifiers in the record
@@ -97,7 +103,9 @@ def test_header_values_are_hashed_not_stored(tmp_path):
     inputs.mkdir()
     ds.save_as(inputs / "f.dcm")
     stage = IngestStage(StageContext(_cfg(tmp_path, inputs)))
-    out = stage.process(WorkItem(id="x", payload={"root": 0, "path": "f.dcm"}, input_fingerprint=""))
+    out = stage.process(
+        WorkItem(id="x", payload={"root": 0, "path": "f.dcm"}, input_fingerprint="")
+    )
     text = out.model_dump_json()
     for marker in ("Zebulonova", "Quirina", "99887766", "5544332211"):
         assert marker not in text
