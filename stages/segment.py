@@ -49,6 +49,9 @@ class SegmentStage(Stage):
     version: ClassVar[str] = "1"
     consumes: ClassVar[tuple[str, ...]] = ("volume",)
     resources: ClassVar[Resources] = Resources(cpus=1.0, memory_gb=4.0)
+    # A GPU-capable stage: one long-lived actor per worker keeps the model (and the
+    # precomputed header index) loaded; segment.gpus_per_worker asks Ray for GPUs.
+    actor_pool: ClassVar[bool] = True
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -1,5 +1,8 @@
 import argparse
 import json
+from pathlib import Path
+
+import jsonschema
 
 from refrad_builder.records import ReportRecord
 from refrad_builder.reports.analyze import (
@@ -11,6 +14,7 @@ from refrad_builder.reports.analyze import (
 from refrad_builder.reports.scrub import known_phi_hashes
 
 KEY = b"analyze-test-key-0123456789abcd"
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "report_analysis.schema.json"
 
 DE_REPORT = """Patient: Mustermann, Max, geb. 14.03.1952
 
@@ -39,7 +43,16 @@ Impression: Left rib fractures, unchanged compared to the prior study from March
 def test_analyze_german_json_shape_and_content():
     known = known_phi_hashes(KEY, {"NAME": ["Mustermann^Max"], "DATE": ["19520314"]})
     out = analyze(DE_REPORT, known_phi=known, secret=KEY)
-    assert set(out) == {"language", "scrubbed_text", "sections", "sentences", "phi_counts"}
+    assert set(out) == {
+        "study_id",
+        "patient_id",
+        "language",
+        "scrubbed_text",
+        "sections",
+        "sentences",
+        "phi_counts",
+    }
+    jsonschema.validate(out, json.loads(SCHEMA.read_text(encoding="utf-8")))
     assert out["language"] == "de"
     for secret_value in ("Mustermann", "Max", "1952", "Schmidt", "2023"):
         assert secret_value not in json.dumps(out, ensure_ascii=False)
@@ -120,7 +133,7 @@ def test_cli_text(tmp_path, capsys):
     report.write_text(EN_REPORT, encoding="utf-8")
     parser = argparse.ArgumentParser()
     add_report_analyze_arguments(parser)
-    assert cli_report_analyze(parser.parse_args([str(report), "--lang", "en"])) == 0
+    assert cli_report_analyze(parser.parse_args([str(report), "--lang", "en", "--text"])) == 0
     text = capsys.readouterr().out
     assert "language: en" in text
     assert "rib_left_5 (left): abnormal" in text

@@ -90,21 +90,19 @@ def analyze(
     lang: str = "auto",
     known_phi: Iterable[str] | None = None,
     secret: bytes | None = None,
+    *,
+    study_id: str = "",
+    patient_id: str = "",
 ) -> dict[str, Any]:
-    """The JSON object of ``refrad report analyze FILE --json``.
+    """The JSON object of ``refrad report analyze FILE``: a ReportRecord as JSON, so it
+    validates against ``schemas/report_analysis.schema.json``.
 
-    Keys: language, scrubbed_text, sections {name: text}, sentences [{text, section,
-    mentions [{class, laterality, abnormal, span}], image_refs [{series, image}], temporal}],
-    phi_counts {type: n}.
+    Keys: study_id, patient_id (empty for a loose file), language, scrubbed_text,
+    sections {name: text}, sentences [{text, section, mentions [{class, laterality, abnormal,
+    span}], image_refs [{series, image}], temporal}], phi_counts {type: n}.
     """
-    language, scrubbed, sections, sentences, counts = parse_report(text, lang, known_phi, secret)
-    return {
-        "language": language,
-        "scrubbed_text": scrubbed,
-        "sections": sections,
-        "sentences": [s.model_dump(mode="json", by_alias=True) for s in sentences],
-        "phi_counts": counts,
-    }
+    record = build_record(study_id, patient_id, text, lang, known_phi, secret)
+    return record.model_dump(mode="json", by_alias=True)
 
 
 # --- CLI entry ----------------------------------------------------------------------------
@@ -121,11 +119,13 @@ def add_report_analyze_arguments(parser: argparse.ArgumentParser) -> None:
         help='JSON file of raw header values by type, e.g. {"NAME": ["Mustermann^Max"], '
         '"ID": ["4711"], "DATE": ["19520314"]}; hashed with a throwaway key',
     )
-    parser.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    parser.add_argument("--json", action="store_true", help="print JSON (the default output)")
+    parser.add_argument("--text", action="store_true", help="print a readable summary instead")
 
 
 def cli_report_analyze(args: argparse.Namespace) -> int:
-    """Run ``refrad report analyze``: print the analysis of one report file; returns 0."""
+    """Run ``refrad report analyze``: print the analysis of one report file as JSON (or, with
+    ``--text``, a readable summary); returns 0."""
     text = Path(args.file).read_text(encoding="utf-8")
     known: list[str] = []
     secret: bytes | None = None
@@ -136,7 +136,7 @@ def cli_report_analyze(args: argparse.Namespace) -> int:
         secret = secrets.token_bytes(32)
         known = known_phi_hashes(secret, {k: list(v) for k, v in values.items()})
     result = analyze(text, getattr(args, "lang", "auto") or "auto", known, secret)
-    if getattr(args, "json", False):
+    if not getattr(args, "text", False):
         json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return 0
