@@ -140,3 +140,17 @@ def test_sentence_offsets_point_into_the_input():
     text = "Erste Zeile.\n  Zweiter Satz hier. Dritter."
     for s in split_sentences(text):
         assert text[s.start : s.end].split() == s.text.split()
+
+
+def test_sign_off_is_other():
+    text = "Befund:\nLeber unauffällig.\nBeurteilung:\nNormalbefund.\n\nMit freundlichen Grüßen\nDr. med. [NAME]"
+    secs = sections_dict(split_sections(text))
+    assert secs["impression"] == "Normalbefund."
+    assert secs["other"] == "Mit freundlichen Grüßen\nDr. med. [NAME]"
+    secs = sections_dict(split_sections("The liver is normal.\nReported by Dr [NAME]"))
+    assert secs == {"findings": "The liver is normal.", "other": "Reported by Dr [NAME]"}
+
+    secs = sections_dict(split_sections("Beurteilung: Normalbefund.\nDr. med. [NAME], Oberarzt"))
+    assert secs == {"impression": "Normalbefund.", "other": "Dr. med. [NAME], Oberarzt"}
+    secs = sections_dict(split_sections("Beurteilung: Fraktur.\nDr. [NAME] wurde informiert."))
+    assert secs == {"impression": "Fraktur.\nDr. [NAME] wurde informiert."}

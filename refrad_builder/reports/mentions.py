@@ -174,7 +174,6 @@ def lexicon() -> Lexicon:
 # --- tokens and cues ----------------------------------------------------------------------
 
 _TOKEN = re.compile(r"\w+|[,;:()\[\]]|\s[-–]\s", re.UNICODE)
-_PUNCT = frozenset({",", ";", ":", "(", ")", "[", "]"})
 
 _PRE = frozenset(
     "kein keine keinen keinem keiner keines ohne weder ausschluss no without neither nor "
@@ -660,14 +659,15 @@ class _Sentence:
         self.finding = [(not t.punct) and lex.is_finding(t.text, lang) for t in self.toks]
         self.own = [self._own(h) for h in self.hits]
         # a weight per token for scope windows: list words (anatomy, articles, "und") are free
-        self.weight = [
-            0 if (t.punct or i in self.hit_tokens or t.low in _FILLER) else 1
-            for i, t in enumerate(self.toks)
-        ]
+        self.prefix = [0]
+        for i, t in enumerate(self.toks):
+            free = t.punct or i in self.hit_tokens or t.low in _FILLER
+            self.prefix.append(self.prefix[-1] + (0 if free else 1))
+        self._negated: dict[int, bool] = {}
 
     def _dist(self, a: int, b: int) -> int:
         lo, hi = min(a, b), max(a, b)
-        return sum(self.weight[lo + 1 : hi]) + 1
+        return self.prefix[hi] - self.prefix[lo + 1] + 1
 
     def _own(self, h: _Hit) -> set[int]:
         groups = {self.toks[i].group for i in range(h.tok_a, h.tok_b + 1)}
@@ -680,6 +680,11 @@ class _Sentence:
 
     def negated(self, i: int) -> bool:
         """Whether token ``i`` (a finding) lies in the scope of a negation cue."""
+        if i not in self._negated:
+            self._negated[i] = self._negated_uncached(i)
+        return self._negated[i]
+
+    def _negated_uncached(self, i: int) -> bool:
         for c in self.cues:
             if c.pos == i or self.clause[c.pos] != self.clause[i]:
                 continue

@@ -3,7 +3,8 @@
 A heading is recognised at the start of a line, either alone on its line (with or without a
 colon) or followed by a colon and inline text ("Befund: Leber unauffällig."). Text before the
 first heading is ``other``; a report without any heading is taken as one ``findings`` block,
-since an unstructured report is the findings narrative.
+since an unstructured report is the findings narrative. A sign-off ("Mit freundlichen
+Grüßen", "Reported by") and the lines after it are ``other`` too.
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ _HEADING = re.compile(
 )
 
 
+# Sign-off lines: "Mit freundlichen Grüßen", "Kind regards", "Reported by Dr ...", and a
+# scrubbed signature line that opens with a title ("Dr. med. [NAME]").
+_CLOSING = re.compile(
+    r"^[ \t]*(?:mit\s+(?:freundlichen|kollegialen|besten)(?:\s+(?:und|kollegialen|freundlichen))?"
+    r"\s+grüßen|mfg\b|kind\s+regards|best\s+regards|yours\s+sincerely|sincerely|"
+    r"reported\s+by|dictated\s+by|signed\s+by|electronically\s+signed|befundet\s+(?:von|durch)|"
+    r"diktiert\s+(?:von|durch)|elektronisch\s+(?:signiert|freigegeben|unterschrieben)|"
+    r"gez\.|gezeichnet|"
+    r"(?:(?:prof|dr|pd|priv\.-doz|med|dent)\.?[ \t]+)+\[NAME\][ \t]*(?:,[^\n.]*)?$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 @dataclass(frozen=True)
 class Section:
     """One section: its normalised name and its body (start/end are offsets in the text)."""
@@ -100,6 +114,12 @@ def split_sections(text: str) -> list[Section]:
         if rest and not m.group("colon"):
             continue  # a word like "Befund" starting a prose line is no heading
         marks.append((m.start(), m.end(), heading_name(m.group("h"))))
+    closing = _CLOSING.search(text, marks[-1][1] if marks else 0)
+    if closing is not None:
+        # the sign-off and what follows it keep their text but belong to no clinical section
+        marks.append((closing.start(), closing.start(), "other"))
+        if len(marks) == 1:
+            marks.insert(0, (0, 0, "findings"))
     if not marks:
         body = text.strip()
         return [Section("findings", body, 0, len(text))] if body else []

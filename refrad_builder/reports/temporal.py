@@ -15,7 +15,7 @@ _TEMPORAL = re.compile(
     r"|größen(?:konstant|progredient|regredient|stabil)\w*|groessenkonstant\w*"
     r"|befundkonstant\w*|neu\s+aufgetreten\w*|neu\s+abgrenzbar\w*|neu\s+hinzugekommen\w*"
     r"|progredien\w*|regredien\w*|rückläufig\w*|ruecklaeufig\w*|unverändert\w*|unveraendert\w*"
-    r"|zwischenzeitlich\w*|im\s+verlauf|verlaufskontrolle\w*|konstant\w*"
+    r"|zwischenzeitlich\w*|konstant\w*"
     r"|prior|previous\w*|unchanged|new\s+since|interval\w*|compared\s+(?:to|with)"
     r"|comparison|since\s+the\s+(?:last|prior|previous)|no\s+longer|stable\s+since"
     r"|increased\s+in\s+size|decreased\s+in\s+size|has\s+(?:increased|decreased)"
