@@ -199,12 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prints language, scrubbed_text, sections and sentences (mentions, image "
         "references) as one JSON object (schema: schemas/report_analysis.schema.json).",
     )
-    q.add_argument("file", type=Path)
-    q.add_argument("--lang", default="auto", choices=["auto", "de", "en"])
-    q.add_argument(
-        "--known-phi", type=Path, help='JSON {"NAME": [...], "ID": [...], "DATE": [...]}'
-    )
-    q.add_argument("--json", action="store_true", help="print JSON (the default output)")
+    from refrad_builder.reports.analyze import add_report_analyze_arguments
+
+    add_report_analyze_arguments(q)
     q.set_defaults(func=cmd_report_analyze)
     return parser
 

@@ -12,9 +12,17 @@ class ReportTableError(ValueError):
     """A report table that cannot be read (the message names the file, never its content)."""
 
 
-@lru_cache(maxsize=8)
 def load_table(path: str) -> pl.DataFrame:
-    """Read a report table; every column as string, nulls kept."""
+    """Read a report table; every column as string, nulls kept (cached per file version)."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        raise ReportTableError(f"report table {Path(path).name} does not exist") from None
+    return _load(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, size: int, mtime_ns: int) -> pl.DataFrame:
     p = Path(path)
     suffix = p.suffix.lower()
     try:

@@ -4,7 +4,6 @@ from refrad_builder.config import InputsConfig, RunConfig
 from refrad_builder.ledger import Ledger
 from refrad_builder.pseudo import phi_hash
 from refrad_builder.records import ReportRecord, ReportRef, StudyRecord
-from refrad_builder.report_table import load_table
 from refrad_builder.stage import Drop, StageContext, WorkItem
 from stages.report import ReportStage
 
@@ -22,7 +21,6 @@ REPORTS = [
 
 
 def make_ctx(tmp_path, rows=REPORTS, **report_cfg):
-    load_table.cache_clear()
     table = tmp_path / "reports.csv"
     with table.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["accession_number", "report", "language"])
