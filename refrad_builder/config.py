@@ -117,6 +117,20 @@ class TextConfig(_Section):
     max_caption_sentences: int = 3
 
 
+class LLMConfig(_Section):
+    """The OpenAI-compatible endpoint the LLM generator talks to."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "local"
+    flavor: Literal["vllm", "llamacpp"] = "vllm"
+    api_key_env: str = "REFRAD_LLM_API_KEY"
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    concurrency: int = 8
+    temperature: float = 0.0
+    max_tokens: int = 512
+
+
 class ShardsConfig(_Section):
     """WebDataset shards and splits."""
 
@@ -150,6 +164,7 @@ class RunConfig(_Section):
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     slices: SlicesConfig = Field(default_factory=SlicesConfig)
     text: TextConfig = Field(default_factory=TextConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
     execution: ExecConfig = Field(default_factory=ExecConfig)
 

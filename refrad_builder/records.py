@@ -247,6 +247,9 @@ class Provenance(Record):
     label_schema: str
     generator: str
     prompt: str | None = None
+    llm_rejected: dict[str, int] = Field(
+        default_factory=dict, description="model outputs left out by the checks, by reason"
+    )
 
 
 class Sample(Record):

@@ -14,6 +14,8 @@ from refrad_builder.records import (
 from refrad_builder.stage import STAGE_ORDER, Drop, Stage, WorkItem, get_stage
 from refrad_builder.text_rules import GENERATOR, make_products
 
+PROMPT_TASKS = ("temporal", "translate", "vqa", "keywords")
+
 
 class TextStage(Stage):
     """One item per chosen slice; joins the slice with its study's parsed report."""
@@ -40,16 +42,28 @@ class TextStage(Stage):
                 )
         return items
 
+    def config_hash(self) -> str:
+        parts = [super().config_hash()]
+        if self.cfg.generator == "llm":
+            from refrad_builder.prompts import load_prompt
+
+            parts.append(self.ctx.config.section_hash("llm"))
+            parts += [load_prompt(t, lang).key for t in PROMPT_TASKS for lang in ("de", "en")]
+        return stable_hash(parts)
+
     def setup(self) -> None:
         self.schema = schema()
         self.versions = {n: get_stage(n).version for n in STAGE_ORDER}
+        self.client = None
+        if self.cfg.generator == "llm":
+            from refrad_builder.llm import LLMClient
+
+            self.client = LLMClient(self.ctx.config.llm, self.out_dir / "llm_cache")
 
     def process(self, item: WorkItem) -> TextRecord | Drop:
-        if self.cfg.generator != "rules":
-            return Drop("llm_generator_unavailable", "the LLM path is not built yet")
         sl = SliceRecord(**item.payload["slice"])
         report = ReportRecord(**item.payload["report"]) if item.payload["report"] else None
-        products = make_products(
+        args = (
             sl,
             report,
             item.payload["series_classes"],
@@ -57,6 +71,20 @@ class TextStage(Stage):
             self.cfg.max_caption_sentences,
             self.cfg.max_presence_negatives,
         )
+        generator, prompt, rejected = GENERATOR, None, {}
+        if self.client is None:
+            products = make_products(*args)
+        else:
+            from refrad_builder.text_llm import LLMRejected, generate
+
+            try:
+                outcome = generate(self.client, *args)
+            except LLMRejected as exc:
+                return Drop(exc.reason, "model output failed the checks")
+            products = outcome.products
+            generator = f"llm:{self.ctx.config.llm.model}"
+            prompt = ",".join(outcome.prompts) or None
+            rejected = dict(sorted(outcome.rejected.items()))
         sample = Sample(
             key=sl.slice_id,
             slice_id=sl.slice_id,
@@ -83,7 +111,9 @@ class TextStage(Stage):
                 segmenter=sl.segmenter,
                 segmenter_version=sl.segmenter_version,
                 label_schema=self.schema.version,
-                generator=GENERATOR,
+                generator=generator,
+                prompt=prompt,
+                llm_rejected=rejected,
             ),
         )
         return TextRecord(sample=sample, image_png=sl.image_png, mask_png=sl.mask_png)

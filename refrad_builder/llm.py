@@ -1,0 +1,153 @@
+"""One OpenAI-compatible async client for vLLM and llama.cpp servers, with a persistent cache.
+
+Structured output differs by server: vLLM 0.33 takes
+``response_format={"type": "json_schema", "json_schema": {...}}`` (and silently ignores the old
+``guided_json``); llama.cpp's server takes ``{"type": "json_object", "schema": ...}``. Every
+answer is parsed as JSON and validated against the prompt's schema before it is cached or
+returned: a failure raises :class:`LLMAnswerError` (an error of the item, retried by the next
+run), never an empty success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from refrad_builder.config import LLMConfig
+from refrad_builder.io import atomic_write_json, dumps, read_json
+from refrad_builder.prompts import Prompt
+
+
+class LLMAnswerError(RuntimeError):
+    """The model's answer was not valid JSON of the prompt's schema (message has no content)."""
+
+
+class LLMUnavailable(RuntimeError):
+    """The endpoint could not be reached or kept failing after retries."""
+
+
+def response_format(flavor: str, prompt: Prompt) -> dict[str, Any]:
+    """The structured-output request for the server flavour."""
+    if flavor == "vllm":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": prompt.id, "schema": prompt.output_schema, "strict": True},
+        }
+    if flavor == "llamacpp":
+        return {"type": "json_object", "schema": prompt.output_schema}
+    raise ValueError(f"unknown LLM flavour {flavor!r}")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt with its variables."""
+
+    prompt: Prompt
+    variables: dict[str, Any]
+
+
+class AnswerCache:
+    """Answers keyed by (model, prompt id + version, input hash), one JSON file each."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def key(model: str, prompt: Prompt, variables: dict[str, Any]) -> str:
+        blob = dumps({"model": model, "prompt": prompt.key, "input": variables})
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key)
+        return read_json(path)["answer"] if path.exists() else None
+
+    def put(self, key: str, answer: dict[str, Any]) -> None:
+        atomic_write_json(self._path(key), {"answer": answer})
+
+
+class LLMClient:
+    """Bounded-concurrency async client with timeouts, retries with backoff and a cache."""
+
+    def __init__(self, cfg: LLMConfig, cache_dir: Path):
+        self.cfg = cfg
+        self.cache = AnswerCache(cache_dir)
+        self.calls = 0
+        self.cache_hits = 0
+
+    def _client(self):
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(
+            base_url=self.cfg.base_url,
+            api_key=os.environ.get(self.cfg.api_key_env, "not-needed"),
+            timeout=self.cfg.timeout_s,
+            max_retries=self.cfg.max_retries,
+        )
+
+    async def _one(self, client, sem: asyncio.Semaphore, req: Request) -> dict[str, Any]:
+        key = self.cache.key(self.cfg.model, req.prompt, req.variables)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.cache_hits += 1
+            return cached
+        async with sem:
+            self.calls += 1
+            try:
+                resp = await client.chat.completions.create(
+                    model=self.cfg.model,
+                    messages=req.prompt.messages(**req.variables),
+                    response_format=response_format(self.cfg.flavor, req.prompt),
+                    temperature=self.cfg.temperature,
+                    max_tokens=self.cfg.max_tokens,
+                )
+            except Exception as exc:
+                from openai import APIError
+
+                if isinstance(exc, APIError | TimeoutError | OSError):
+                    raise LLMUnavailable(f"LLM request failed ({type(exc).__name__})") from None
+                raise
+        content = resp.choices[0].message.content or ""
+        answer = parse_answer(content, req.prompt)
+        self.cache.put(key, answer)
+        return answer
+
+    async def _many(self, requests: Sequence[Request]) -> list[dict[str, Any] | Exception]:
+        sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
+        async with self._client() as client:
+            return await asyncio.gather(
+                *(self._one(client, sem, r) for r in requests), return_exceptions=True
+            )
+
+    def complete_many(self, requests: Sequence[Request]) -> list[dict[str, Any] | Exception]:
+        """Answers (or the exception of each failed request), in request order."""
+        if not requests:
+            return []
+        return asyncio.run(self._many(requests))
+
+
+def parse_answer(content: str, prompt: Prompt) -> dict[str, Any]:
+    """The JSON answer validated against the prompt's schema, or LLMAnswerError."""
+    text = content.strip()
+    if text.startswith("```"):
+        text = text.strip("`")
+        text = text[text.find("{") :] if "{" in text else text
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        raise LLMAnswerError(f"answer to {prompt.key} is not JSON") from None
+    errors = list(Draft202012Validator(prompt.output_schema).iter_errors(answer))
+    if errors:
+        path = "/".join(map(str, errors[0].path)) or "root"
+        raise LLMAnswerError(f"answer to {prompt.key} violates its schema at {path}")
+    return answer

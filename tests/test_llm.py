@@ -1,0 +1,189 @@
+"""The LLM client and the text stage's LLM path against an OpenAI-compatible stub server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from llm_stub import StubServer
+
+from refrad_builder.config import LLMConfig, load_config
+from refrad_builder.demo import make_demo
+from refrad_builder.ledger import Ledger
+from refrad_builder.llm import LLMAnswerError, LLMClient, Request, response_format
+from refrad_builder.prompts import load_prompt
+from refrad_builder.runner import LocalExecutor, run_pipeline
+
+GOOD = {
+    "temporal": {"sentence": "Hypodense lesion in the liver."},
+    "translate.en": {"translation": "There is a hypodense lesion in the liver of the patient."},
+    "translate.de": {
+        "translation": "Es zeigt sich eine hypodense Läsion in der Leber des Patienten."
+    },
+}
+
+
+def _task(body: dict) -> str:
+    system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
+    user = body["messages"][-1]["content"]
+    if "translation" in user:
+        return "translate.de" if "Übersetze" in user else "translate.en"
+    if '"sentence"' in user:
+        return "temporal"
+    if '"items"' in user:
+        return "vqa.de" if "Befunde" in user else "vqa.en"
+    return system
+
+
+def test_response_format_per_flavour():
+    p = load_prompt("translate", "en")
+    assert response_format("vllm", p)["type"] == "json_schema"
+    assert response_format("vllm", p)["json_schema"]["schema"] == p.output_schema
+    assert response_format("llamacpp", p) == {"type": "json_object", "schema": p.output_schema}
+
+
+def test_client_caches_and_validates(tmp_path):
+    p = load_prompt("translate", "en")
+    with StubServer(lambda b: (200, json.dumps(GOOD["translate.en"]))) as s:
+        client = LLMClient(LLMConfig(base_url=s.url, flavor="llamacpp", max_retries=0), tmp_path)
+        reqs = [Request(p, {"text": f"Satz {i}"}) for i in range(3)]
+        out = client.complete_many(reqs)
+        assert all(o == GOOD["translate.en"] for o in out) and client.calls == 3
+        assert s.requests[0]["response_format"]["type"] == "json_object"
+        again = LLMClient(LLMConfig(base_url=s.url, flavor="llamacpp"), tmp_path)
+        assert again.complete_many(reqs) == out and again.calls == 0 and len(s.requests) == 3
+    with StubServer(lambda b: (200, '{"translation": ""}')) as s:
+        client = LLMClient(LLMConfig(base_url=s.url, max_retries=0), tmp_path / "c2")
+        [err] = client.complete_many([Request(p, {"text": "x"})])
+        assert isinstance(err, LLMAnswerError)
+        assert not any((tmp_path / "c2").rglob("*.json"))  # invalid answers are never cached
+
+
+def _llm_run(tmp_path, monkeypatch, answer):
+    monkeypatch.setenv("REFRAD_SECRET", "llm-test-secret-0123456789")
+    make_demo(tmp_path / "demo", studies=2, seed=1, include_real=False)
+    with StubServer(answer) as s:
+        cfg = load_config(
+            tmp_path / "demo" / "config.yaml",
+            [
+                f"work_dir={tmp_path / 'work'}",
+                f"out_dir={tmp_path / 'out'}",
+                "text.generator=llm",
+                f"llm.base_url={s.url}",
+                "llm.max_retries=0",
+                "llm.model=stub-model",
+            ],
+        )
+        runs = run_pipeline(cfg, executor=LocalExecutor(), progress=lambda x: None)
+        return cfg, s.requests, {r.stage: r for r in runs}
+
+
+def test_text_stage_with_llm_answers(tmp_path, monkeypatch):
+    def answer(body):
+        task = _task(body)
+        if task.startswith("vqa"):
+            lang = task[-2:]
+            # the structure list names "<class> (<display>)": answer about the first one
+            structure = body["messages"][-1]["content"].split(":", 1)[1].split("(")[0].strip()
+            yes = "Ja" if lang == "de" else "Yes"
+            q = (
+                "Ist die Struktur in diesem Bild auffällig verändert?"
+                if lang == "de"
+                else "Is this structure abnormal in this image?"
+            )
+            items = [
+                {
+                    "question": q,
+                    "answer": yes,
+                    "question_type": "closed",
+                    "choices": [],
+                    "structure": structure,
+                },
+                {
+                    "question": q,
+                    "answer": "maybe",
+                    "question_type": "closed",
+                    "choices": [],
+                    "structure": structure,
+                },
+                {
+                    "question": q,
+                    "answer": yes,
+                    "question_type": "closed",
+                    "choices": [],
+                    "structure": "brain",
+                },
+            ]
+            return 200, json.dumps({"items": items})
+        return 200, json.dumps(GOOD[task])
+
+    cfg, requests, runs = _llm_run(tmp_path, monkeypatch, answer)
+    assert requests and runs["text"].status["failed"] == {}
+    text = Ledger(cfg.work_dir / "text").current_outputs()
+    samples = [r[2][0]["sample"] for r in text]
+    with_llm = [s for s in samples if s["provenance"]["prompt"]]
+    assert with_llm, "no slice used the model"
+    for s in with_llm:
+        assert s["provenance"]["generator"] == "llm:stub-model"
+        assert "vqa.de@1" in s["provenance"]["prompt"]
+        findings = [
+            v for v in s["vqa"] if v["source"] == "findings" and v["answer"] in ("Ja", "Yes")
+        ]
+        assert all(v["answer"] != "maybe" for v in s["vqa"])
+        assert findings
+        # the invalid answers were left out and counted, not silently lost
+        assert s["provenance"]["llm_rejected"].get("vqa_closed_answer_not_yes_no", 0) >= 1
+    translations = [
+        c
+        for s in with_llm
+        for c in s["captions"]["de"] + s["captions"]["en"]
+        if c in (GOOD["translate.en"]["translation"], GOOD["translate.de"]["translation"])
+    ]
+    assert translations
+    # a forced rerun of text answers everything from the cache: a dead server is not asked
+    with StubServer(lambda b: (500, "")) as dead:
+        cfg2 = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"base_url": dead.url})})
+        run_pipeline(
+            cfg2, stages=["text"], force=["text"], executor=LocalExecutor(), progress=lambda x: None
+        )
+        assert dead.requests == []
+    assert Ledger(cfg.work_dir / "text").status("text").failed == {}
+
+
+def test_unparsable_answers_are_errors_and_rejected_output_is_a_drop(tmp_path, monkeypatch):
+    cfg, _, runs = _llm_run(tmp_path, monkeypatch, lambda b: (200, "not json at all"))
+    st = Ledger(cfg.work_dir / "text").status("text")
+    assert st.failed.get("LLMAnswerError", 0) > 0 and st.pending == 0
+    assert (
+        not (cfg.out_dir / "shards.json").exists()
+        or json.loads((cfg.out_dir / "summary.json").read_text())["samples"] < st.planned
+    )
+
+    def wrong_language(body):
+        task = _task(body)
+        if task.startswith("translate"):
+            # a "translation" in the source language fails the language check
+            bad = GOOD["translate.de" if task == "translate.en" else "translate.en"]
+            return 200, json.dumps(bad)
+        if task.startswith("vqa"):
+            return 200, json.dumps({"items": []})
+        return 200, json.dumps({"sentence": ""})  # nothing left after the temporal rewrite
+
+    cfg, _, _ = _llm_run(tmp_path / "b", monkeypatch, wrong_language)
+    st = Ledger(cfg.work_dir / "text").status("text")
+    assert st.dropped.get("translation_wrong_language", 0) > 0
+
+
+@pytest.mark.parametrize("flavor", ["vllm", "llamacpp"])
+def test_prompt_messages_have_no_unfilled_fields(flavor):
+    for task, variables in [
+        ("translate", {"text": "x"}),
+        ("temporal", {"text": "x"}),
+        ("keywords", {"text": "x", "classes": "liver"}),
+        ("vqa", {"visible": "liver", "findings": "f"}),
+    ]:
+        for lang in ("de", "en"):
+            p = load_prompt(task, lang)
+            content = " ".join(m["content"] for m in p.messages(**variables))
+            assert "{text}" not in content and "{{" not in content
+            assert response_format(flavor, p)
