@@ -120,7 +120,7 @@ class TextConfig(_Section):
 class LLMConfig(_Section):
     """The OpenAI-compatible endpoint the LLM generator talks to."""
 
-    base_url: str = "http://127.0.0.1:8000/v1"
+    url: str = "http://127.0.0.1:8000/v1"
     model: str = "local"
     flavor: Literal["vllm", "llamacpp"] = "vllm"
     api_key_env: str = "REFRAD_LLM_API_KEY"

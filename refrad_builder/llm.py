@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
 from refrad_builder.config import LLMConfig
 from refrad_builder.io import atomic_write_json, dumps, read_json
+from refrad_builder.llm_answers import MODELS
 from refrad_builder.prompts import Prompt
 
 
@@ -89,7 +91,7 @@ class LLMClient:
         from openai import AsyncOpenAI
 
         return AsyncOpenAI(
-            base_url=self.cfg.base_url,
+            base_url=self.cfg.url,
             api_key=os.environ.get(self.cfg.api_key_env, "not-needed"),
             timeout=self.cfg.timeout_s,
             max_retries=self.cfg.max_retries,
@@ -137,7 +139,8 @@ class LLMClient:
 
 
 def parse_answer(content: str, prompt: Prompt) -> dict[str, Any]:
-    """The JSON answer validated against the prompt's schema, or LLMAnswerError."""
+    """The JSON answer validated against the prompt's schema and parsed into the task's
+    pydantic model (refrad_builder.llm_answers), or LLMAnswerError."""
     text = content.strip()
     if text.startswith("```"):
         text = text.strip("`")
@@ -150,4 +153,10 @@ def parse_answer(content: str, prompt: Prompt) -> dict[str, Any]:
     if errors:
         path = "/".join(map(str, errors[0].path)) or "root"
         raise LLMAnswerError(f"answer to {prompt.key} violates its schema at {path}")
+    model = MODELS.get(prompt.id)
+    if model is not None:
+        try:
+            answer = model.model_validate(answer).model_dump(by_alias=True)
+        except ValidationError:
+            raise LLMAnswerError(f"answer to {prompt.key} does not fit its model") from None
     return answer

@@ -45,15 +45,15 @@ def test_response_format_per_flavour():
 def test_client_caches_and_validates(tmp_path):
     p = load_prompt("translate", "en")
     with StubServer(lambda b: (200, json.dumps(GOOD["translate.en"]))) as s:
-        client = LLMClient(LLMConfig(base_url=s.url, flavor="llamacpp", max_retries=0), tmp_path)
+        client = LLMClient(LLMConfig(url=s.url, flavor="llamacpp", max_retries=0), tmp_path)
         reqs = [Request(p, {"text": f"Satz {i}"}) for i in range(3)]
         out = client.complete_many(reqs)
         assert all(o == GOOD["translate.en"] for o in out) and client.calls == 3
         assert s.requests[0]["response_format"]["type"] == "json_object"
-        again = LLMClient(LLMConfig(base_url=s.url, flavor="llamacpp"), tmp_path)
+        again = LLMClient(LLMConfig(url=s.url, flavor="llamacpp"), tmp_path)
         assert again.complete_many(reqs) == out and again.calls == 0 and len(s.requests) == 3
     with StubServer(lambda b: (200, '{"translation": ""}')) as s:
-        client = LLMClient(LLMConfig(base_url=s.url, max_retries=0), tmp_path / "c2")
+        client = LLMClient(LLMConfig(url=s.url, max_retries=0), tmp_path / "c2")
         [err] = client.complete_many([Request(p, {"text": "x"})])
         assert isinstance(err, LLMAnswerError)
         assert not any((tmp_path / "c2").rglob("*.json"))  # invalid answers are never cached
@@ -69,7 +69,7 @@ def _llm_run(tmp_path, monkeypatch, answer):
                 f"work_dir={tmp_path / 'work'}",
                 f"out_dir={tmp_path / 'out'}",
                 "text.generator=llm",
-                f"llm.base_url={s.url}",
+                f"llm.url={s.url}",
                 "llm.max_retries=0",
                 "llm.model=stub-model",
             ],
@@ -142,7 +142,7 @@ def test_text_stage_with_llm_answers(tmp_path, monkeypatch):
     assert translations
     # a forced rerun of text answers everything from the cache: a dead server is not asked
     with StubServer(lambda b: (500, "")) as dead:
-        cfg2 = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"base_url": dead.url})})
+        cfg2 = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"url": dead.url})})
         run_pipeline(
             cfg2, stages=["text"], force=["text"], executor=LocalExecutor(), progress=lambda x: None
         )
@@ -187,3 +187,33 @@ def test_prompt_messages_have_no_unfilled_fields(flavor):
             content = " ".join(m["content"] for m in p.messages(**variables))
             assert "{text}" not in content and "{{" not in content
             assert response_format(flavor, p)
+
+
+def test_prompt_schemas_and_answer_models_agree():
+    from refrad_builder.llm import parse_answer
+    from refrad_builder.llm_answers import MODELS
+
+    examples = {
+        "translate": {"translation": "x"},
+        "temporal": {"sentence": ""},
+        "keywords": {"mentions": [{"class": "liver", "abnormal": True, "keyword": "Leber"}]},
+        "vqa": {
+            "items": [
+                {
+                    "question": "Ist die Leber auffällig?",
+                    "answer": "Ja",
+                    "question_type": "closed",
+                    "choices": [],
+                    "structure": "liver",
+                }
+            ]
+        },
+    }
+    for task, answer in examples.items():
+        for lang in ("de", "en"):
+            parsed = parse_answer(json.dumps(answer), load_prompt(task, lang))
+            assert parsed == MODELS[task].model_validate(answer).model_dump(by_alias=True)
+    with pytest.raises(LLMAnswerError):
+        parse_answer('{"items": [{"question": "q?"}]}', load_prompt("vqa", "en"))
+    with pytest.raises(LLMAnswerError):
+        parse_answer("```json\n{oops", load_prompt("translate", "en"))
