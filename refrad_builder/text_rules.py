@@ -8,6 +8,7 @@ uses classes visible in the slice, with the slice's own union boxes.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from refrad_builder import grounding
@@ -30,8 +31,14 @@ T = {
         "list_q": "Which structures are segmented in this image?",
         "mc_q": "Which of the following structures is visible in this image?",
         "abnormal_q": 'According to the report, is the structure "{name}" abnormal?',
+        "which_abnormal_q": "Which structures in this image are abnormal according to the report?",
+        "mc_abnormal_q": "Which of these structures is abnormal according to the report?",
+        "size_q": 'According to the report, how large is the finding in "{name}"?',
+        "side_q": 'On which side is the finding in "{name}"?',
+        "sides": {"left": "left", "right": "right"},
         "modality_q": "Which imaging modality was used?",
         "plane_q": "In which plane is this image?",
+        "region_q": "Which body region does this image show?",
         "sex_q": "What is the sex of the patient?",
         "sex": {"M": "male", "F": "female", "O": "other"},
         "age_q": "How old is the patient (in years)?",
@@ -49,13 +56,38 @@ T = {
         "list_q": "Welche Strukturen sind in diesem Bild segmentiert?",
         "mc_q": "Welche der folgenden Strukturen ist in diesem Bild sichtbar?",
         "abnormal_q": "Ist die Struktur „{name}“ laut Befund auffällig?",
+        "which_abnormal_q": "Welche Strukturen in diesem Bild sind laut Befund auffällig?",
+        "mc_abnormal_q": "Welche dieser Strukturen ist laut Befund auffällig?",
+        "size_q": "Wie groß ist der Befund in „{name}“ laut Befund?",
+        "side_q": "Auf welcher Seite liegt der Befund in „{name}“?",
+        "sides": {"left": "links", "right": "rechts"},
         "modality_q": "Mit welcher Bildgebungsmodalität wurde das Bild erstellt?",
         "plane_q": "In welcher Ebene liegt dieses Bild?",
+        "region_q": "Welche Körperregion zeigt dieses Bild?",
         "sex_q": "Welches Geschlecht hat der Patient?",
         "sex": {"M": "männlich", "F": "weiblich", "O": "divers"},
         "age_q": "Wie alt ist der Patient (in Jahren)?",
         "contrast_q": "Wurde Kontrastmittel gegeben?",
     },
+}
+# DICOM BodyPartExamined defined terms -> (German, English) answers.
+BODY_PARTS = {
+    "ABDOMEN": ("Abdomen", "abdomen"),
+    "CHEST": ("Thorax", "chest"),
+    "THORAX": ("Thorax", "chest"),
+    "CHESTABDOMEN": ("Thorax und Abdomen", "chest and abdomen"),
+    "ABDOMENPELVIS": ("Abdomen und Becken", "abdomen and pelvis"),
+    "CHESTABDOMENPELVIS": ("Thorax, Abdomen und Becken", "chest, abdomen and pelvis"),
+    "PELVIS": ("Becken", "pelvis"),
+    "HEAD": ("Kopf", "head"),
+    "BRAIN": ("Gehirn", "brain"),
+    "NECK": ("Hals", "neck"),
+    "HEADNECK": ("Kopf und Hals", "head and neck"),
+    "SPINE": ("Wirbelsäule", "spine"),
+    "LSPINE": ("Lendenwirbelsäule", "lumbar spine"),
+    "TSPINE": ("Brustwirbelsäule", "thoracic spine"),
+    "CSPINE": ("Halswirbelsäule", "cervical spine"),
+    "WHOLEBODY": ("Ganzkörper", "whole body"),
 }
 _PLANE_ANSWER = {
     "en": {"axial": "axial", "coronal": "coronal", "sagittal": "sagittal"},
@@ -264,6 +296,17 @@ def _metadata(sl: SliceRecord, lang: str) -> list[VQAItem]:
             source="metadata",
         ),
     ]
+    region = BODY_PARTS.get((sl.body_part or "").upper().replace(" ", ""))
+    if region:
+        out.append(
+            VQAItem(
+                question=t["region_q"],
+                answer=region[0 if lang == "de" else 1],
+                question_type="open",
+                language=lang,
+                source="metadata",
+            )
+        )
     if sl.sex in t["sex"]:
         out.append(
             VQAItem(
@@ -297,20 +340,58 @@ def _metadata(sl: SliceRecord, lang: str) -> list[VQAItem]:
     return out
 
 
+_MEASURE = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:x\s*\d+(?:[.,]\d+)?\s*)?(?:mm|cm)\b")
+MAX_FINDINGS_VQA = 5
+
+
 def _findings(linked, visible, lang, schema) -> list[VQAItem]:
+    """Up to five questions from the linked findings about visible structures: yes/no on
+    abnormality, which structure is abnormal (open and multiple choice), size, side."""
     t = T[lang]
-    seen: dict[str, bool] = {}
+    state: dict[str, bool] = {}
+    side: dict[str, str] = {}
+    size: dict[str, str] = {}
     for s in linked:
         for m in s.mentions:
-            if m.class_name in visible:
-                seen[m.class_name] = seen.get(m.class_name, False) or m.abnormal
-    return [
-        VQAItem(
-            question=t["abnormal_q"].format(name=schema.display(schema.by_name[name].id, lang)),
-            answer=t["yes"] if abnormal else t["no"],
-            question_type="closed",
+            if m.class_name not in visible:
+                continue
+            state[m.class_name] = state.get(m.class_name, False) or m.abnormal
+            if m.abnormal and m.laterality in ("left", "right"):
+                side.setdefault(m.class_name, m.laterality)
+            found = _MEASURE.search(s.text)
+            if m.abnormal and found:
+                size.setdefault(m.class_name, found.group(0))
+
+    def name(cls: str) -> str:
+        return schema.display(schema.by_name[cls].id, lang)
+
+    def item(q, a, kind="closed", choices=()):
+        return VQAItem(
+            question=q,
+            answer=a,
+            question_type=kind,
+            choices=list(choices),
             language=lang,
             source="findings",
         )
-        for name, abnormal in sorted(seen.items())
-    ]
+
+    abnormal = sorted(c for c, v in state.items() if v)
+    normal = sorted(c for c, v in state.items() if not v)
+    out = [
+        item(t["abnormal_q"].format(name=name(c)), t["yes"] if state[c] else t["no"])
+        for c in sorted(state)
+    ][:2]
+    if abnormal:
+        out.append(item(t["which_abnormal_q"], ", ".join(name(c) for c in abnormal), "open"))
+        others = [c for c in _rank("mc" + lang + abnormal[0], list(visible)) if not state.get(c)]
+        distractors = (normal + [c for c in others if c not in normal])[:3]
+        if len(distractors) >= 2:
+            choices = _rank(lang + abnormal[0], [abnormal[0], *distractors])
+            out.append(
+                item(t["mc_abnormal_q"], name(abnormal[0]), "multiple", [name(c) for c in choices])
+            )
+    for cls, value in sorted(size.items())[:1]:
+        out.append(item(t["size_q"].format(name=name(cls)), value, "open"))
+    for cls, value in sorted(side.items())[:1]:
+        out.append(item(t["side_q"].format(name=name(cls)), t["sides"][value], "open"))
+    return out[:MAX_FINDINGS_VQA]
