@@ -48,13 +48,28 @@ class IngestConfig(_Section):
 
 
 class DeidConfig(_Section):
-    """DICOM de-identification (PS3.15 Annex E Basic Profile core)."""
+    """DICOM de-identification (PS3.15 Annex E Basic Profile with options)."""
 
     retain_longitudinal_dates: bool = True
     date_shift_max_days: int = 365
     retain_patient_characteristics: bool = True
     retain_safe_private: bool = False
     drop_burned_in: bool = True
+    clean_descriptors: bool = Field(
+        default=False,
+        description="Clean Descriptors option: keep descriptions/comments the text scrubber "
+        "finds free of PHI (off: the Basic Profile removes them)",
+    )
+    ocr_check: bool = Field(
+        default=False,
+        description="keep a burned-in-policy instance only when OCR (pytesseract + tesseract, "
+        "optional) reads no text in it; without OCR such instances are dropped",
+    )
+    mapping_table: Path | None = Field(
+        default=None,
+        description="write a CSV mapping originals to pseudonyms here (owner-only, 0600); "
+        "must lie outside work_dir and out_dir; off by default",
+    )
 
 
 class ReportConfig(_Section):
@@ -138,6 +153,9 @@ class ShardsConfig(_Section):
     max_bytes_per_shard: int = 512 * 1024 * 1024
     split_fractions: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
+    )
+    export_refrad2d: bool = Field(
+        default=True, description="also write the RefRad2D on-disk layout under refrad2d/"
     )
 
 

@@ -13,6 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from refrad_builder.exports.models import (
+    Refrad2DLabelMap,
+    Refrad2DManifest,
+    Refrad2DReportRow,
+    Refrad2DSegmentIndex,
+    Refrad2DSnippetIndex,
+)
 from refrad_builder.records import (
     SCHEMA_VERSION,
     IndexRow,
@@ -28,6 +35,11 @@ MODELS: dict[str, type[BaseModel]] = {
     "reject_row": Reject,
     "shard_index": ShardIndex,
     "report_analysis": ReportRecord,
+    "refrad2d_report_row": Refrad2DReportRow,
+    "refrad2d_segment_index": Refrad2DSegmentIndex,
+    "refrad2d_snippet_index": Refrad2DSnippetIndex,
+    "refrad2d_label_map": Refrad2DLabelMap,
+    "refrad2d_manifest": Refrad2DManifest,
 }
 
 

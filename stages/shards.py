@@ -21,6 +21,7 @@ from refrad_builder.shardwriter import write_shards
 from refrad_builder.stage import STAGE_ORDER, Stage, WorkItem
 
 INDEX = "shards.json"
+EXPORT_DIR = "refrad2d"
 
 
 def assign_split(patient: str, fractions: dict[str, float]) -> str:
@@ -61,15 +62,20 @@ class ShardsStage(Stage):
         if not index.exists():
             return False
         meta = read_json(index)
-        return meta.get("fingerprint") == item.fingerprint and all(
-            (self.target / s["name"]).exists() for s in meta["shards"]
+        export_ok = (
+            not self.cfg.export_refrad2d or (self.target / EXPORT_DIR / "manifest.json").exists()
+        )
+        return (
+            export_ok
+            and meta.get("fingerprint") == item.fingerprint
+            and all((self.target / s["name"]).exists() for s in meta["shards"])
         )
 
     def process(self, item: WorkItem):
         work = self.ctx.work
         records = [TextRecord(**recs[0]) for _, _, recs in self.ctx.upstream("text")]
         seen: dict[str, str] = {}
-        rows, rejects = [], []
+        rows, rejects, kept = [], [], []
         by_split: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
         for rec in sorted(records, key=lambda r: r.sample.key):
             image = (work / rec.image_png).read_bytes()
@@ -96,6 +102,7 @@ class ShardsStage(Stage):
                 "json": dumps(sample.model_dump(mode="json", by_alias=True)).encode("utf-8"),
             }
             by_split.setdefault(sample.split, []).append((sample.key, fields))
+            kept.append(rec.model_copy(update={"sample": sample}))
             rows.append(
                 {
                     "key": sample.key,
@@ -155,6 +162,8 @@ class ShardsStage(Stage):
         )
         atomic_write_via(target / "rejects.parquet", lambda p: reject_df.write_parquet(p))
         summary = self._summary(rows, rejects, shards)
+        if self.cfg.export_refrad2d:
+            summary["refrad2d_export"] = self._export(kept, target)
         atomic_write_json(target / "summary.json", summary)
         atomic_write_text(target / "summary.md", _summary_md(summary))
         atomic_write_json(
@@ -175,6 +184,16 @@ class ShardsStage(Stage):
             },
         )
         return []
+
+    def _export(self, kept: list[TextRecord], target: Path) -> dict[str, int]:
+        """The RefRad2D on-disk layout beside the shards (RadGrounder's loaders read it)."""
+        from refrad_builder.exports import export_refrad2d, items_from_upstream
+
+        def flat(name: str) -> list[dict]:
+            return [r for _, _, recs in self.ctx.upstream(name) for r in recs]
+
+        items = items_from_upstream(kept, flat("slices"), flat("deid"), flat("report"))
+        return export_refrad2d(items, self.ctx.work, target / EXPORT_DIR)
 
     def _stage_rejects(self) -> list[dict]:
         out = []
