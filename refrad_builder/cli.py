@@ -232,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_analyze_arguments(q)
     q.set_defaults(func=cmd_report_analyze)
+    p = sub.add_parser(
+        "preview",
+        help="self-contained HTML gallery of a shard folder (boxes, captions, VQA)",
+        description="Writes one static HTML file: images with boxes and class names, captions in "
+        "both languages, grounded captions and VQA, filterable by task and modality.",
+    )
+    from refrad_builder.preview import add_preview_arguments, cli_preview
+
+    add_preview_arguments(p)
+    p.set_defaults(func=cli_preview)
+
     p = sub.add_parser("llm", help="LLM serving for the text stage's LLM generator")
     llm_sub = p.add_subparsers(dest="llm_command", required=True)
     q = llm_sub.add_parser(

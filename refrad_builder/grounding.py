@@ -32,12 +32,16 @@ def token(
     return f"<p bbox={locs} id=<seg{class_id:03d}>>{text}</p>"
 
 
+def finditer(text: str):
+    """Grounded phrases with their place: (start, end, class id, bins, phrase)."""
+    for m in _TOKEN.finditer(text):
+        bins = tuple(int(m.group(i)) for i in range(1, 5))
+        yield m.start(), m.end(), int(m.group(5)), bins, m.group(6)
+
+
 def parse(text: str) -> list[tuple[int, tuple[int, int, int, int], str]]:
     """All grounded phrases in ``text`` as (class id, bins, phrase)."""
-    return [
-        (int(m.group(5)), tuple(int(m.group(i)) for i in range(1, 5)), m.group(6))
-        for m in _TOKEN.finditer(text)
-    ]
+    return [(cid, bins, phrase) for _, _, cid, bins, phrase in finditer(text)]
 
 
 def strip(text: str) -> str:

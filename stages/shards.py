@@ -183,6 +183,9 @@ class ShardsStage(Stage):
                 ],
             },
         )
+        from refrad_builder.card import write_card
+
+        write_card(target)
         return []
 
     def _export(self, kept: list[TextRecord], target: Path) -> dict[str, int]:
