@@ -62,3 +62,67 @@ class StubServer:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class CountingProxy:
+    """Forwards chat requests to a real server and counts them; ``cut()`` makes it refuse
+    (as a dead server would) until ``restore()``."""
+
+    def __init__(self, target: str):
+        import urllib.request
+
+        self.target = target.rstrip("/")
+        self.count = 0
+        self.cut_after: int | None = None
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if method == "POST":
+                    proxy.count += 1
+                    if proxy.cut_after is not None and proxy.count > proxy.cut_after:
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                path = self.path[3:] if self.path.startswith("/v1") else self.path
+                req = urllib.request.Request(
+                    proxy.target + path,
+                    data=body,
+                    method=method,
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(req, timeout=600) as resp:
+                    data = resp.read()
+                    status = resp.status
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):  # noqa: N802
+                self._forward("POST")
+
+            def do_GET(self):  # noqa: N802
+                self._forward("GET")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> CountingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,87 @@
+"""The text stage's LLM path against a REAL local llama.cpp server (``make test-llm``).
+
+The model is the base Gemma 3 270M GGUF from PyPI: it tests the plumbing (structured output,
+parsing, checks, cache, accounting, recovery), not quality. Skipped unless the ``llm-local``
+extra is installed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("llama_cpp", reason="needs the llm-local extra (make test-llm installs it)")
+
+from llm_stub import CountingProxy  # noqa: E402
+
+from refrad_builder.config import load_config  # noqa: E402
+from refrad_builder.demo import make_demo  # noqa: E402
+from refrad_builder.ledger import Ledger  # noqa: E402
+from refrad_builder.llm_serve import start_llamacpp  # noqa: E402
+from refrad_builder.runner import LocalExecutor, run_pipeline  # noqa: E402
+
+pytestmark = pytest.mark.llm
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("llm") / "server.log"
+    proc, url = start_llamacpp(n_ctx=2048, log=log, timeout_s=180)
+    yield url
+    proc.kill()
+    proc.wait()
+
+
+def _config(tmp_path, url):
+    make_demo(tmp_path / "demo", studies=1, seed=5, include_real=False)
+    return load_config(
+        tmp_path / "demo" / "config.yaml",
+        [
+            f"work_dir={tmp_path / 'work'}",
+            f"out_dir={tmp_path / 'out'}",
+            "text.generator=llm",
+            "slices.max_slices_per_series=2",
+            f"llm.url={url}",
+            "llm.flavor=llamacpp",
+            "llm.model=gemma3-270m",
+            "llm.max_retries=0",
+            "llm.max_tokens=384",
+            "llm.concurrency=1",
+            "llm.timeout_s=300",
+        ],
+    )
+
+
+def _accounting(cfg) -> tuple[int, int, int, int]:
+    st = Ledger(cfg.work_dir / "text").status("text")
+    return st.planned, st.done, sum(st.dropped.values()), sum(st.failed.values())
+
+
+def test_real_server_accounting_cache_and_recovery(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("REFRAD_SECRET", "llm-local-secret-0123456789")
+    with CountingProxy(server) as proxy:
+        cfg = _config(tmp_path, proxy.url)
+        # the server "dies" after 2 requests: the items it could not answer fail
+        proxy.cut_after = 2
+        run_pipeline(cfg, executor=LocalExecutor(), progress=lambda s: None)
+        planned, done, dropped, failed = _accounting(cfg)
+        assert planned > 0 and failed > 0
+        assert done + dropped + failed == planned
+        sent_while_cut = proxy.count
+        # it comes back: the next run completes the failed items
+        proxy.cut_after = None
+        run_pipeline(cfg, executor=LocalExecutor(), progress=lambda s: None)
+        planned, done, dropped, failed = _accounting(cfg)
+        assert done + dropped + failed == planned
+        assert failed == 0, "items still failing after the server came back"
+        assert proxy.count > sent_while_cut
+        print(
+            f"LLM accounting: requested {planned}, accepted {done}, dropped {dropped}, "
+            f"failed {failed}; requests sent {proxy.count}"
+        )
+        # an unchanged rerun of the text stage answers from the cache: zero requests
+        before = proxy.count
+        run_pipeline(
+            cfg, stages=["text"], force=["text"], executor=LocalExecutor(), progress=lambda s: None
+        )
+        assert proxy.count == before
+        assert _accounting(cfg)[3] == 0
