@@ -93,9 +93,20 @@ class SegmentConfig(_Section):
     backend: Literal["auto", "precomputed", "classical", "totalsegmentator"] = "auto"
     precomputed: list[Path] = Field(default_factory=list)
     geometry_tolerance_mm: float = 1.0
-    totalseg_weights: Path | None = None
+    totalseg_weights: Path | None = Field(
+        default=None,
+        description="folder holding TotalSegmentator's Dataset* weight folders (offline)",
+    )
     totalseg_fast: bool = True
     totalseg_device: str = "gpu"
+    totalseg_task_ct: str = "total"
+    totalseg_task_mr: str = "total_mr"
+    totalseg_roi_subset: list[str] | None = None
+    totalseg_home: Path | None = Field(
+        default=None,
+        description="TOTALSEG_HOME_DIR (config.json, statistics off); "
+        "default <work>/segment/totalseg_home",
+    )
     gpus_per_worker: float = 0.0
 
 
@@ -121,6 +132,16 @@ class SlicesConfig(_Section):
         ]
     )
     mr_percentiles: tuple[float, float] = (0.5, 99.5)
+    planes: list[Literal["axial", "coronal", "sagittal"]] = Field(
+        default_factory=lambda: ["axial"],
+        description="planes to sample; coronal/sagittal are reformats of the canonical volume",
+    )
+    reformat_max_anisotropy: float = Field(
+        default=1.5,
+        gt=0,
+        description="reformat only volumes whose largest voxel size is at most this many "
+        "times their smallest (near-isotropic)",
+    )
 
 
 class TextConfig(_Section):

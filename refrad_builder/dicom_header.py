@@ -2,6 +2,14 @@
 
 Everything identifying is turned into keyed hashes here, before it leaves the function:
 grouping keys, pairing keys and the typed known-PHI hashes the report scrubber uses.
+
+Files ingest cannot use end as a :class:`HeaderError` with a reason, never as a crash:
+``not_dicom``, ``archive_file`` (gzip/zip: unpack it first), ``unreadable_dicom``,
+``unreadable_header`` (a header pydicom reads but whose values break), ``dicomdir_index``
+(a DICOMDIR: the files it references are ingested on their own as the folders are walked)
+and ``no_pixel_data`` (structured reports, RT plans, presentation states, ...). Enhanced
+multi-frame images are one file each; their orientation for grouping comes from the shared
+functional groups.
 """
 
 from __future__ import annotations
@@ -65,8 +73,26 @@ def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
         return None
 
 
+_ARCHIVE_MAGIC = ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"))
+
+
+def _archive_kind(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return None
+    for magic, kind in _ARCHIVE_MAGIC:
+        if head.startswith(magic):
+            return kind
+    return None
+
+
 def read_dataset(path: Path) -> pydicom.Dataset:
     """Read a header (pixel data deferred, not loaded); raise HeaderError with a reason."""
+    kind = _archive_kind(path)
+    if kind is not None:
+        raise HeaderError("archive_file", f"a {kind} archive; unpack it into an input folder")
     try:
         return pydicom.dcmread(path, defer_size=1024)
     except InvalidDicomError:
@@ -83,7 +109,8 @@ def read_dataset(path: Path) -> pydicom.Dataset:
     return ds
 
 
-def _known_phi(secret: bytes, ds: pydicom.Dataset) -> list[str]:
+def known_phi(secret: bytes, ds: pydicom.Dataset) -> list[str]:
+    """Typed keyed hashes of the names, IDs, birth date, institution and address in ``ds``."""
     out: set[str] = set()
 
     def add(kind: str, value: str) -> None:
@@ -111,16 +138,59 @@ def _known_phi(secret: bytes, ds: pydicom.Dataset) -> list[str]:
     return sorted(out)
 
 
+def _dicomdir_detail(ds: pydicom.Dataset, path: Path) -> str:
+    """How many files a DICOMDIR references and how many of them are present beside it."""
+    referenced = present = 0
+    try:
+        for record in ds.get("DirectoryRecordSequence") or []:
+            parts = record.get("ReferencedFileID")
+            if not parts:
+                continue
+            parts = [parts] if isinstance(parts, str) else list(parts)
+            referenced += 1
+            present += (path.parent.joinpath(*[str(p) for p in parts])).is_file()
+    except Exception:  # a damaged index still is an index: report what could be counted
+        pass
+    return (
+        f"a DICOMDIR index ({referenced} referenced files, {present} present); "
+        "the files are ingested on their own"
+    )
+
+
+def _orientation_key(ds: pydicom.Dataset) -> str:
+    """ImageOrientationPatient rounded, also for enhanced multi-frame (shared groups)."""
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None:
+        try:
+            shared = ds.SharedFunctionalGroupsSequence[0]
+            iop = shared.PlaneOrientationSequence[0].ImageOrientationPatient
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return ""
+    try:
+        return ",".join(f"{float(v):.3f}" for v in iop)
+    except (TypeError, ValueError):
+        return ""
+
+
 def read_header(secret: bytes, root: int, root_path: Path, rel: str) -> FileHeader:
     """Read one file's header into a FileHeader; raise HeaderError for unusable files."""
     path = root_path / rel
     ds = read_dataset(path)
+    try:
+        return _header(secret, root, path, rel, ds)
+    except HeaderError:
+        raise
+    except Exception as exc:  # values that break parsing are the file's fault: a drop
+        raise HeaderError("unreadable_header", type(exc).__name__) from None
+
+
+def _header(secret: bytes, root: int, path: Path, rel: str, ds: pydicom.Dataset) -> FileHeader:
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(ds, "SOPClassUID") or (
         str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
     )
     if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
-        raise HeaderError("dicomdir_index", "a DICOMDIR index; its referenced files are ingested")
+        raise HeaderError("dicomdir_index", _dicomdir_detail(ds, path))
     has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
     if not has_pixels:
         raise HeaderError("no_pixel_data", f"sop class {sop_class or 'unknown'}")
@@ -140,8 +210,7 @@ def read_header(secret: bytes, root: int, root_path: Path, rel: str) -> FileHead
         else f"nouid:{patient_basis}|{_text(ds, 'StudyDate')}|{_text(ds, 'StudyTime')}|{accession}|{top}"
     )
     series_uid = _text(ds, "SeriesInstanceUID")
-    iop = ds.get("ImageOrientationPatient")
-    iop_key = ",".join(f"{float(v):.3f}" for v in iop) if iop else ""
+    iop_key = _orientation_key(ds)
     series_basis = (
         f"uid:{series_uid}"
         if series_uid
@@ -176,5 +245,5 @@ def read_header(secret: bytes, root: int, root_path: Path, rel: str) -> FileHead
         sop_class_uid=sop_class or None,
         transfer_syntax_uid=transfer or None,
         has_pixels=has_pixels,
-        known_phi=_known_phi(secret, ds),
+        known_phi=known_phi(secret, ds),
     )

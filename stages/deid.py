@@ -3,13 +3,17 @@
 Nothing downstream opens an original file: volume and the exports read only what this stage
 writes. Output names derive from the series pseudonym and the file's position in the
 series record, so a rerun overwrites instead of duplicating.
+
+With ``deid.mapping_table`` set, each series also writes its originals-to-pseudonyms rows to
+an owner-only part file next to that table (never under the work or output folder; a table
+path inside either is refused before anything runs) and ``finalize`` merges the parts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from refrad_builder.deid import SeriesIds, deidentify_series
+from refrad_builder.deid import SeriesIds, deidentify_series, mapping
 from refrad_builder.io import atomic_write_bytes
 from refrad_builder.records import DeidSeries, SeriesRecord
 from refrad_builder.stage import Drop, Resources, Stage, WorkItem
@@ -19,12 +23,20 @@ class DeidStage(Stage):
     """PS3.15 Basic Profile de-identification of one series per item."""
 
     name = "deid"
-    version = "1"
+    version = "2"
     consumes = ("ingest",)
     uses_secret = True
     resources = Resources(cpus=1.0, memory_gb=2.0)
 
+    def _mapping_path(self) -> Path | None:
+        """The checked mapping table path, or None when the option is off."""
+        if self.cfg.mapping_table is None:
+            return None
+        cfg = self.ctx.config
+        return mapping.check_location(self.cfg.mapping_table, cfg.work_dir, cfg.out_dir)
+
     def plan(self) -> list[WorkItem]:
+        self._mapping_path()  # refuse a table inside the work/output tree before any work
         items = []
         for _item_id, fp, records in self.ctx.upstream("ingest/series"):
             rec = SeriesRecord(**records[0])
@@ -62,6 +74,9 @@ class DeidStage(Stage):
         self._remove_stale(series_dir, keep=set(written))
         if isinstance(result, Drop):
             return result
+        table = self._mapping_path()
+        if table is not None:
+            mapping.write_part(table, rec.series_id, result.mapping)
         work = self.ctx.work
         return DeidSeries(
             series_id=rec.series_id,
@@ -76,6 +91,11 @@ class DeidStage(Stage):
             contrast=result.contrast,
             skipped=dict(sorted(result.skipped.items())),
         )
+
+    def finalize(self) -> None:
+        table = self._mapping_path()
+        if table is not None:
+            mapping.merge(table)
 
     @staticmethod
     def _remove_stale(series_dir: Path, keep: set[Path]) -> None:

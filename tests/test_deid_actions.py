@@ -59,7 +59,8 @@ def test_unlisted_elements_follow_the_catch_alls() -> None:
     ds.add_new(0x00080054, "AE", "RETRIEVEAE")  # RetrieveAETitle (table X)
     ds.add_new(0x00181010, "LO", "SECCAPDEV")  # SecondaryCaptureDeviceID: unlisted LO, kept
     ds.SecondaryReviewerName = "REVIEWER^X"  # unlisted PN
-    ds.DestinationAE = "SOMEAE"  # unlisted AE
+    ds.DestinationAE = "SOMEAE"  # D in the 2024b table: a dummy
+    ds.ReferencedFileID = "SOMEFILE"  # unlisted CS: kept
     ds.RetrieveURL = "https://pacs.example/wado?studyUID=1.2.3.4"  # unlisted UR
     ds.FailedSOPInstanceUIDList = ["1.2.3.1", "1.2.3.2"]  # multi-valued UI
     ds.RelatedGeneralSOPClassUID = ["1.2.3.9"]  # a class UID: kept even if unregistered
@@ -76,7 +77,9 @@ def test_unlisted_elements_follow_the_catch_alls() -> None:
             "AnatomicRegionSequence",
             "ContrastBolusStartTime",
             "DateOfLastCalibration",
+            "DestinationAE",
             "FailedSOPInstanceUIDList",
+            "ReferencedFileID",
             "PatientSex",
             "RelatedGeneralSOPClassUID",
             "SecondaryCaptureDeviceID",
@@ -87,6 +90,7 @@ def test_unlisted_elements_follow_the_catch_alls() -> None:
         uid_from(SECRET, "1.2.3.2"),
     ]
     assert ds.RelatedGeneralSOPClassUID == "1.2.3.9"
+    assert ds.DestinationAE == "ANON"
     assert ds.DateOfLastCalibration == "20190222"
     assert ds.ContrastBolusStartTime == "101010"
     assert ds.AnatomicRegionSequence[0].PatientBirthDate == ""  # never shifted-kept
@@ -96,12 +100,22 @@ def test_unlisted_elements_follow_the_catch_alls() -> None:
 def test_dates_without_longitudinal_option() -> None:
     ds = Dataset()
     ds.DateOfLastCalibration = "20190304"  # table X
-    ds.ContrastBolusStartTime = "101010"  # unlisted TM -> dummy
+    ds.ContrastBolusStartTime = "101010"  # X in the 2024b table
+    ds.ScheduledProcedureStepStartDate = "20190304"  # X
+    ds.TimeOfLastDetectorCalibration = "101010"  # X/D -> X
+    ds.ExpiryDate = "20190304"  # unlisted DA -> dummy
     ds.InstanceCreationDate = "20190304"  # X/D -> X
     ds.VerificationDateTime = "20190304101010"  # D
     apply_actions(ds, _ctx(date_shift=None))
-    assert "DateOfLastCalibration" not in ds and "InstanceCreationDate" not in ds
-    assert ds.ContrastBolusStartTime == "000000"
+    for keyword in (
+        "DateOfLastCalibration",
+        "InstanceCreationDate",
+        "ContrastBolusStartTime",
+        "ScheduledProcedureStepStartDate",
+        "TimeOfLastDetectorCalibration",
+    ):
+        assert keyword not in ds, keyword
+    assert ds.ExpiryDate == "19000101"
     assert ds.VerificationDateTime == "19000101000000"
 
 
@@ -185,3 +199,36 @@ def test_raw_data_set_without_preamble_is_read(tmp_path: Path) -> None:
     )
     assert result.written == [0]
     assert out[0][128:132] == b"DICM"
+
+
+def test_command_group_and_file_meta_elements_in_a_data_set() -> None:
+    ds = Dataset()
+    ds.add_new(0x00001000, "UI", "1.2.3.4.5.1")  # Affected SOP Instance UID: X
+    ds.add_new(0x00001001, "UI", "1.2.3.4.5.2")  # Requested SOP Instance UID: U
+    ds.add_new(0x00020003, "UI", "1.2.3.4.5.3")  # file meta inside a data set: rebuilt
+    ds.add_new(0x60020022, "LO", "OVERLAY DESCRIPTION")  # overlay plane, not only data
+    ds.add_new(0x50000005, "US", 1)
+    apply_actions(ds, _ctx())
+    assert [e.tag for e in ds] == [0x00001001]
+    assert ds[0x00001001].value == uid_from(SECRET, "1.2.3.4.5.2")
+
+
+def test_sequences_by_code_at_depth() -> None:
+    inner = Dataset()
+    inner.PersonName = "DEEP^NAME"  # D
+    inner.ReferencedSOPInstanceUID = "1.2.3.4.9"
+    mid = Dataset()
+    mid.ContentSequence = Sequence([inner])  # D on a sequence: emptied
+    mid.ReferencedImageSequence = Sequence([inner.copy()])  # U*: kept, UIDs remapped
+    top = Dataset()
+    top.ProcedureCodeSequence = Sequence([mid])  # unlisted: kept, recursed
+    top.AcquisitionContextSequence = Sequence([inner.copy()])  # X/Z -> Z (Type 2)
+    top.OtherPatientIDsSequence = Sequence([inner.copy()])  # X
+    apply_actions(top, _ctx())
+    mid = top.ProcedureCodeSequence[0]
+    assert len(mid.ContentSequence) == 0
+    ref = mid.ReferencedImageSequence[0]
+    assert ref.ReferencedSOPInstanceUID == uid_from(SECRET, "1.2.3.4.9")
+    assert str(ref.PersonName) == "ANON"
+    assert len(top.AcquisitionContextSequence) == 0
+    assert "OtherPatientIDsSequence" not in top

@@ -394,7 +394,8 @@ def test_burned_in_series_dropped(tmp_path: Path, variant: str) -> None:
     clean = _write(make_ct(ORIG["sop_a"], 1), tmp_path / "a.dcm")
     flagged = _write(ds, tmp_path / "b.dcm")
     result, out = _run([clean, flagged])
-    assert result == Drop("burned_in_annotation")
+    assert isinstance(result, Drop) and result.reason == "burned_in_annotation"
+    assert result.detail.endswith("; ocr_off")
     assert out == {}  # nothing written before the drop
     kept, out = _run([clean, flagged], DeidConfig(drop_burned_in=False))
     assert kept.written == [0, 1] and MARK not in out[1]

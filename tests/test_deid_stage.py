@@ -52,7 +52,7 @@ def _item(rec: SeriesRecord) -> WorkItem:
 def test_stage_contract() -> None:
     assert (STAGE.name, STAGE.version, STAGE.consumes, STAGE.uses_secret) == (
         "deid",
-        "1",
+        "2",
         ("ingest",),
         True,
     )
@@ -111,7 +111,7 @@ def test_burned_in_series_is_dropped(stage: DeidStage, root: Path) -> None:
     ds.BurnedInAnnotation = "YES"
     ds.save_as(victim)
     out = stage.process(_item(_record(root)))
-    assert out == Drop("burned_in_annotation")
+    assert out == Drop("burned_in_annotation", "flagged; ocr_off")
     assert not list((stage.out_dir / "blobs").rglob("*.dcm"))
 
 

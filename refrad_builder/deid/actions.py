@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydicom.datadict import get_entry
@@ -16,7 +17,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
-from refrad_builder.deid.profile import Profile
+from refrad_builder.deid.profile import CLEANABLE_VRS, Profile
 from refrad_builder.pseudo import shift_da, uid_from
 
 DICOM_ROOT = "1.2.840.10008."
@@ -45,8 +46,11 @@ _DUMMY_TEXT = {
     "UT": "ANON",
 }
 
-# Internal actions on top of the table's codes: SHIFT moves a date by the patient offset.
+# Internal actions on top of the table's codes: SHIFT moves a date by the patient offset;
+# CLEAN keeps a descriptor the scrubber finds clean (Clean Descriptors), else the table's
+# Basic Profile action applies.
 SHIFT = "SHIFT"
+CLEAN = "CLEAN"
 
 
 def is_well_known_uid(value: str) -> bool:
@@ -95,13 +99,23 @@ class ActionContext:
 
     ``date_shift`` is the per-patient offset in days when longitudinal dates are retained
     (0 keeps full dates), or None when dates are replaced by the table's actions.
+    ``cleaner`` (Clean Descriptors) answers whether one descriptor text is free of PHI; it is
+    None when the option is off.
     """
 
     profile: Profile
     secret: bytes
     date_shift: int | None
     retain_patient_characteristics: bool
+    cleaner: Callable[[str], bool] | None = None
     stats: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def _is_overlay_or_curve(group: int) -> bool:
+    # Overlay planes (60xx) and retired curves (50xx): the table lists their data and
+    # comments; the rest of each group (rows, origin, labels, descriptions) describes them
+    # and goes with them.
+    return group & 0xFF00 in (0x5000, 0x6000)
 
 
 def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
@@ -109,33 +123,45 @@ def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
     tag = int(tag)
     group, element = tag >> 16, tag & 0xFFFF
     if group % 2 == 1:
+        # PS3.15 E.1-1 "Private Attributes": X; no safe-private allow-list is shipped, so
+        # Retain Safe Private keeps nothing either.
         ctx.stats["private_removed"] += 1
         return "X"
     # Group lengths are retired and would be stale; file meta found inside a data set is
     # rebuilt from scratch, never copied.
     if element == 0 or group == 0x0002:
         return "X"
-    try:
-        get_entry(tag)
-    except KeyError:
-        ctx.stats["unknown_public_removed"] += 1
-        return "X"
-    if vr == "UN":
+    if _is_overlay_or_curve(group):
+        ctx.stats["overlay_removed"] += 1
         return "X"
     profile = ctx.profile
+    rule = profile.rule_for(tag)
+    if rule is None:
+        try:
+            get_entry(tag)
+        except KeyError:
+            ctx.stats["unknown_public_removed"] += 1
+            return "X"
+    if vr == "UN":
+        return "X"
     if ctx.retain_patient_characteristics and keyword in profile.patient_characteristics:
         return "K"
     if vr == "UI" and keyword in profile.uid_keep_keywords:
         return "K"
-    table = profile.action_for(tag)
     if vr in DATE_VRS:
         never = keyword in profile.dates_never_retained
-        if ctx.date_shift is not None and not never:
+        if ctx.date_shift is not None and not never and _longitudinal(rule):
             return "K" if vr == "TM" else SHIFT
-        if table is None:
+        if rule is None:
             return "X" if never else "D"
-    if table is not None:
-        return "X" if table == "C" else table
+    if rule is not None:
+        if (
+            ctx.cleaner is not None
+            and vr in CLEANABLE_VRS
+            and rule.option("clean_descriptors") == "C"
+        ):
+            return CLEAN
+        return "X" if rule.action == "C" else rule.action
     if vr == "UI":
         return "U"
     if vr in ("PN", "AE", "UR"):
@@ -143,6 +169,23 @@ def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
         # where the table does not list them.
         return "X"
     return "K"
+
+
+def _longitudinal(rule) -> bool:
+    """Whether the longitudinal options keep (shifted) this date: an unlisted date, or a
+    row whose option columns say so."""
+    if rule is None:
+        return True
+    return (
+        rule.option("retain_longitudinal_modified_dates") == "C"
+        or rule.option("retain_longitudinal_full_dates") == "K"
+    )
+
+
+def basic_action(tag: int, ctx: ActionContext) -> str:
+    """The Basic Profile action of a table row (what Clean Descriptors falls back to)."""
+    action = ctx.profile.action_for(int(tag)) or "X"
+    return "X" if action in ("C", "K") else action
 
 
 def _empty_value(vr: str):
@@ -171,12 +214,27 @@ def _map_values(value, fn):
     return fn(value)
 
 
+def _values(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, MultiValue | list | tuple):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
 def apply_actions(ds: Dataset, ctx: ActionContext) -> None:
     """De-identify ``ds`` in place with the table, recursing into kept sequences."""
     for tag in list(ds.keys()):
         elem = ds[tag]
-        action = decide(tag, elem.keyword, elem.VR, ctx)
         vr = elem.VR
+        action = decide(tag, elem.keyword, vr, ctx)
+        if action == CLEAN:
+            texts = _values(elem.value)
+            if ctx.cleaner is not None and all(ctx.cleaner(t) for t in texts):
+                ctx.stats["descriptors_kept"] += 1
+                continue
+            ctx.stats["descriptors_removed"] += 1
+            action = basic_action(tag, ctx)
         if action == "X":
             del ds[tag]
             ctx.stats["removed"] += 1

@@ -1,15 +1,19 @@
-"""The de-identification action table (PS3.15 Annex E, Table E.1-1, Basic Profile column).
+"""The de-identification action table: PS3.15 Annex E, Table E.1-1 (edition in the file).
 
-The table is data (``refrad_builder/data/deid_basic_profile.json``); this module loads and
-checks it and answers "what happens to this tag". Combined codes such as ``X/Z/D`` are
-resolved once, at load time, to the single action recorded in the table's ``resolved``
-field (or ``X``, the most conservative choice, when none is recorded).
+The table is data, ``refrad_builder/data/dicom_e1_1.json``, generated from machine-readable
+copies of the standard's table by :mod:`refrad_builder.deid.gen_table`. This module loads and
+checks it and answers "what does the table say about this tag": the Basic Profile code as the
+standard writes it (``X/Z/D``...), the single action the generator resolved it to, and the
+option columns (``retain_longitudinal_modified_dates: C``, ``clean_descriptors: C``...).
+
+The lists below are this project's policy on top of the table (which options keep what), not
+part of the standard's table.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -17,7 +21,35 @@ from pathlib import Path
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 SINGLE_ACTIONS = frozenset({"D", "Z", "X", "K", "C", "U", "U*"})
-PROFILE_RESOURCE = "deid_basic_profile.json"
+PROFILE_RESOURCE = "dicom_e1_1.json"
+
+# Retain Patient Characteristics keeps these four only (the standard's column also keeps
+# ethnic group, smoking and pregnancy status, which this project never needs).
+PATIENT_CHARACTERISTICS = ("PatientSex", "PatientAge", "PatientSize", "PatientWeight")
+# Dates the longitudinal options never keep, even shifted: a birth date is an identifier.
+DATES_NEVER_RETAINED = ("PatientBirthDate", "PatientBirthTime", "LastMenstrualDate")
+# UI attributes that hold class, scheme or syntax UIDs (never instance identity): kept.
+UID_KEEP_KEYWORDS = (
+    "SOPClassUID",
+    "MediaStorageSOPClassUID",
+    "TransferSyntaxUID",
+    "ReferencedSOPClassUID",
+    "ImplementationClassUID",
+    "ReferencedSOPClassUIDInFile",
+    "ReferencedTransferSyntaxUIDInFile",
+    "RelatedGeneralSOPClassUID",
+    "OriginalSpecializedSOPClassUID",
+    "AffectedSOPClassUID",
+    "RequestedSOPClassUID",
+    "CodingSchemeUID",
+    "MappingResourceUID",
+    "ContextUID",
+    "PrivateInformationCreatorUID",
+    "SOPClassesInStudy",
+)
+# The table's Clean Descriptors rows this project cleans (text VRs only; sequences marked C
+# stay under their Basic Profile action).
+CLEANABLE_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 
 
 class ProfileError(ValueError):
@@ -26,47 +58,61 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class AttributeRule:
-    """One row of the action table: the standard's code and the action this engine applies."""
+    """One row of the table: the standard's code, the resolved action and option cells."""
 
     tag: int
     keyword: str
     code: str
     action: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    def option(self, name: str) -> str | None:
+        """The row's cell in option column ``name`` (``K``, ``C``...), or None when blank."""
+        return self.options.get(name)
 
 
 @dataclass(frozen=True)
 class GroupRule:
-    """An action for whole repeating groups (curves 50xx, overlays 60xx)."""
+    """A row for repeating groups (curves 50xx, overlay data/comments 60xx)."""
 
     mask: int
-    group: int
+    match: int
     action: str
     name: str
+    code: str = "X"
+    options: dict[str, str] = field(default_factory=dict)
 
     def matches(self, tag: int) -> bool:
-        """Whether ``tag`` lies in one of the groups this rule covers."""
-        return ((tag >> 16) & self.mask) == self.group
+        """Whether ``tag`` is one of the elements this row covers."""
+        return (tag & self.mask) == self.match
 
 
 @dataclass(frozen=True)
 class Profile:
-    """The loaded action table with the option lists that go with it."""
+    """The loaded table with the option lists that go with it."""
 
     rules: dict[int, AttributeRule]
     group_rules: tuple[GroupRule, ...]
-    patient_characteristics: frozenset[str]
-    dates_never_retained: frozenset[str]
-    uid_keep_keywords: frozenset[str]
+    edition: str = ""
+    private_options: dict[str, str] = field(default_factory=dict)
+    patient_characteristics: frozenset[str] = frozenset(PATIENT_CHARACTERISTICS)
+    dates_never_retained: frozenset[str] = frozenset(DATES_NEVER_RETAINED)
+    uid_keep_keywords: frozenset[str] = frozenset(UID_KEEP_KEYWORDS)
+
+    def rule_for(self, tag: int) -> AttributeRule | GroupRule | None:
+        """The table row covering ``tag``, or None when the table is silent."""
+        rule = self.rules.get(tag)
+        if rule is not None:
+            return rule
+        for group_rule in self.group_rules:
+            if group_rule.matches(tag):
+                return group_rule
+        return None
 
     def action_for(self, tag: int) -> str | None:
         """The single action for ``tag`` from the table, or None when the table is silent."""
-        rule = self.rules.get(tag)
-        if rule is not None:
-            return rule.action
-        for group_rule in self.group_rules:
-            if group_rule.matches(tag):
-                return group_rule.action
-        return None
+        rule = self.rule_for(tag)
+        return None if rule is None else rule.action
 
 
 def resolve_code(code: str, resolved: str | None) -> str:
@@ -97,7 +143,15 @@ def _parse_tag(text: str) -> int:
         raise ProfileError(f"bad tag {text!r}") from None
 
 
-def _keywords(values: list[str], what: str) -> frozenset[str]:
+def _options(row: dict) -> dict[str, str]:
+    options = row.get("options") or {}
+    for name, cell in options.items():
+        if cell not in SINGLE_ACTIONS:
+            raise ProfileError(f"{row.get('tag')}: option {name} has unknown code {cell!r}")
+    return dict(options)
+
+
+def _keywords(values, what: str) -> frozenset[str]:
     unknown = [v for v in values if tag_for_keyword(v) is None]
     if unknown:
         raise ProfileError(f"{what}: unknown keywords {unknown}")
@@ -107,32 +161,47 @@ def _keywords(values: list[str], what: str) -> frozenset[str]:
 def parse_profile(doc: dict) -> Profile:
     """Build a :class:`Profile` from the table's JSON document, checking every row."""
     rules: dict[int, AttributeRule] = {}
-    for row in doc["attributes"]:
+    groups: list[GroupRule] = []
+    private: dict[str, str] = {}
+    if not doc.get("edition"):
+        raise ProfileError("the table does not name its edition")
+    for row in doc["rows"]:
+        code = row["basic"]
+        action = resolve_code(code, row.get("action") if "/" in code else None)
+        if row.get("action") not in (None, action):
+            raise ProfileError(f"{row.get('tag')}: action {row.get('action')!r} for {code!r}")
+        if row.get("private"):
+            private = _options(row)
+            continue
+        if "mask" in row:
+            groups.append(
+                GroupRule(
+                    mask=int(row["mask"], 16),
+                    match=int(row["match"], 16),
+                    action=action,
+                    name=row.get("name", ""),
+                    code=code,
+                    options=_options(row),
+                )
+            )
+            continue
         tag = _parse_tag(row["tag"])
         keyword = row["keyword"]
         if keyword_for_tag(tag) != keyword:
             raise ProfileError(f"tag {row['tag']} is not {keyword!r} in the data dictionary")
         if tag in rules:
             raise ProfileError(f"tag {row['tag']} listed twice")
-        action = resolve_code(row["action"], row.get("resolved"))
-        rules[tag] = AttributeRule(tag=tag, keyword=keyword, code=row["action"], action=action)
-    groups = tuple(
-        GroupRule(
-            mask=int(g["group_mask"], 16),
-            group=int(g["group"], 16),
-            action=resolve_code(g["action"], None),
-            name=g["name"],
+        rules[tag] = AttributeRule(
+            tag=tag, keyword=keyword, code=code, action=action, options=_options(row)
         )
-        for g in doc.get("group_rules", [])
-    )
     return Profile(
         rules=rules,
-        group_rules=groups,
-        patient_characteristics=_keywords(
-            doc.get("patient_characteristics", []), "patient_characteristics"
-        ),
-        dates_never_retained=_keywords(doc.get("dates_never_retained", []), "dates_never_retained"),
-        uid_keep_keywords=_keywords(doc.get("uid_keep_keywords", []), "uid_keep_keywords"),
+        group_rules=tuple(groups),
+        edition=str(doc["edition"]),
+        private_options=private,
+        patient_characteristics=_keywords(PATIENT_CHARACTERISTICS, "patient_characteristics"),
+        dates_never_retained=_keywords(DATES_NEVER_RETAINED, "dates_never_retained"),
+        uid_keep_keywords=_keywords(UID_KEEP_KEYWORDS, "uid_keep_keywords"),
     )
 
 
@@ -143,7 +212,12 @@ def load_profile(path: Path | None = None) -> Profile:
     return parse_profile(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+def table_document() -> dict:
+    """The packaged table's JSON document (edition, sources, rows)."""
+    text = resources.files("refrad_builder.data").joinpath(PROFILE_RESOURCE).read_text("utf-8")
+    return json.loads(text)
+
+
 @lru_cache(maxsize=1)
 def _default_profile() -> Profile:
-    text = resources.files("refrad_builder.data").joinpath(PROFILE_RESOURCE).read_text("utf-8")
-    return parse_profile(json.loads(text))
+    return parse_profile(table_document())

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import io
 import logging
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,16 +31,19 @@ from pydicom.uid import (
 )
 
 from refrad_builder.config import DeidConfig
+from refrad_builder.deid import ocr
 from refrad_builder.deid.actions import ActionContext, apply_actions
 from refrad_builder.deid.profile import Profile, load_profile
+from refrad_builder.dicom_header import known_phi
 from refrad_builder.pseudo import date_shift_days, uid_from
+from refrad_builder.reports.scrub import find_dates, scrub_known
 from refrad_builder.stage import Drop
 
 log = logging.getLogger(__name__)
 
 IMPLEMENTATION_CLASS_UID = "2.25.231467240529029073969888144283397759585"
 IMPLEMENTATION_VERSION_NAME = "REFRAD_DEID_1"
-METHOD_NAME = "refrad_builder deid v1: PS3.15 E.1 Basic Profile"
+METHOD_NAME = "refrad_builder deid v2: PS3.15 E.1-1 Basic Profile"
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -51,6 +55,10 @@ CODE_LONGITUDINAL_MODIFIED = (
     "Retain Longitudinal Temporal Information Modified Dates Option",
 )
 CODE_PATIENT_CHARACTERISTICS = ("113108", "Retain Patient Characteristics Option")
+CODE_CLEAN_DESCRIPTORS = ("113105", "Clean Descriptors Option")
+CODE_SAFE_PRIVATE = ("113111", "Retain Safe Private Option")
+# Digit dates a descriptor may hold (12.03.2019, 2019-03-12, 20190312): never kept.
+_DIGIT_DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|(?<!\d)(?:19|20)\d{6}(?!\d)")
 
 
 class UnreadableDicom(Exception):
@@ -93,6 +101,7 @@ class SeriesResult:
     body_part: str | None = None
     contrast: bool | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    mapping: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -178,18 +187,31 @@ def _sop_instance(ds: Dataset) -> str:
     )
 
 
-def is_burned_in(ds: Dataset) -> bool:
-    """Whether the instance may carry burned-in text: flagged, secondary or a screen save."""
+def burned_in_reason(ds: Dataset) -> str | None:
+    """Why the instance may carry burned-in text (Clean Pixel Data policy), or None.
+
+    Flagged (Burned In Annotation YES), secondary captures (class or Image Type), screen
+    saves and derived localizers.
+    """
     if _text(ds, "BurnedInAnnotation").upper() == "YES":
-        return True
+        return "flagged"
     image_type = ds.get("ImageType")
     values = [] if image_type is None else image_type
     if isinstance(values, str):
         values = values.split("\\")
     upper = {str(v).strip().upper() for v in values}
-    if "SECONDARY" in upper or "SCREEN SAVE" in upper:
-        return True
-    return _sop_class(ds).startswith(SECONDARY_CAPTURE_PREFIX)
+    if "SCREEN SAVE" in upper:
+        return "screen_save"
+    if "SECONDARY" in upper or _sop_class(ds).startswith(SECONDARY_CAPTURE_PREFIX):
+        return "secondary_capture"
+    if "LOCALIZER" in upper and "DERIVED" in upper:
+        return "derived_localizer"
+    return None
+
+
+def is_burned_in(ds: Dataset) -> bool:
+    """Whether the instance may carry burned-in text (see :func:`burned_in_reason`)."""
+    return burned_in_reason(ds) is not None
 
 
 # --- characteristics ----------------------------------------------------------------------
@@ -238,17 +260,23 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
 
 
-def method_description(options: DeidConfig, date_shift: int | None) -> list[str]:
+def method_description(options: DeidConfig, date_shift: int | None, edition: str = "") -> list[str]:
     """Values of DeidentificationMethod (LO, each at most 64 characters)."""
-    values = [METHOD_NAME]
+    values = [f"{METHOD_NAME} ({edition})" if edition else METHOD_NAME]
     if date_shift is not None:
         kind = "modified" if date_shift else "full"
         values.append(f"Retain Longitudinal Temporal Information ({kind} dates)")
     if options.retain_patient_characteristics:
         values.append("Retain Patient Characteristics")
+    if options.clean_descriptors:
+        values.append("Clean Descriptors (text scrubber, kept only when clean)")
     values.append("All private attributes removed")
     if options.drop_burned_in:
-        values.append("Burned-in annotation instances excluded")
+        values.append(
+            "Burned-in text instances excluded unless OCR found none"
+            if options.ocr_check
+            else "Burned-in annotation instances excluded"
+        )
     return values
 
 
@@ -267,7 +295,30 @@ def method_codes(options: DeidConfig, date_shift: int | None) -> list[Dataset]:
         codes.append(CODE_LONGITUDINAL_MODIFIED if date_shift else CODE_LONGITUDINAL_FULL)
     if options.retain_patient_characteristics:
         codes.append(CODE_PATIENT_CHARACTERISTICS)
+    if options.clean_descriptors:
+        codes.append(CODE_CLEAN_DESCRIPTORS)
+    if options.retain_safe_private:
+        codes.append(CODE_SAFE_PRIVATE)
     return [_code_item(c) for c in codes]
+
+
+def descriptor_cleaner(secret: bytes, known: list[str]):
+    """Clean Descriptors: a text is kept only when the report scrubber (English and German
+    rules, the series' known PHI) replaces nothing and it holds no digit date."""
+
+    def is_clean(text: str) -> bool:
+        text = text.strip()
+        if not text:
+            return True
+        if _DIGIT_DATE.search(text) or find_dates(text, "de") or find_dates(text, "en"):
+            return False
+        for lang in ("en", "de"):
+            _, counts = scrub_known(text, known, secret, lang)
+            if counts:
+                return False
+        return True
+
+    return is_clean
 
 
 def series_date_shift(secret: bytes, patient_id: str, options: DeidConfig) -> int | None:
@@ -294,11 +345,15 @@ def deidentify_dataset(
     ts = _transfer_syntax(ds)
     sop_class = _sop_class(ds)
     date_shift = series_date_shift(secret, patient_id, options)
+    cleaner = (
+        descriptor_cleaner(secret, known_phi(secret, ds)) if options.clean_descriptors else None
+    )
     ctx = ActionContext(
         profile=profile,
         secret=secret,
         date_shift=date_shift,
         retain_patient_characteristics=options.retain_patient_characteristics,
+        cleaner=cleaner,
     )
     apply_actions(ds, ctx)
 
@@ -312,8 +367,11 @@ def deidentify_dataset(
     ds.SOPInstanceUID = uids.sop
     if sop_class:
         ds.SOPClassUID = sop_class
+    if "FrameOfReferenceUID" in ds and not _text(ds, "FrameOfReferenceUID"):
+        # An empty frame of reference would merge unrelated series downstream.
+        ds.FrameOfReferenceUID = uid_from(secret, f"frame:{uids.series}")
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method_description(options, date_shift)
+    ds.DeidentificationMethod = method_description(options, date_shift, profile.edition)
     ds.DeidentificationMethodCodeSequence = method_codes(options, date_shift)
     if date_shift is None:
         ds.LongitudinalTemporalInformationModified = "REMOVED"
@@ -344,6 +402,34 @@ def encode(ds: Dataset) -> bytes:
 # --- a series -----------------------------------------------------------------------------
 
 
+def _ocr_clears(path: Path, options: DeidConfig) -> bool:
+    """Whether the optional OCR check ran on the instance and read no text in it."""
+    if not options.ocr_check or not ocr.available():
+        return False
+    try:
+        ds = read_source(path)
+    except (UnreadableDicom, SourceUnavailable):
+        return False
+    with quiet_pydicom():
+        return ocr.shows_text(ds) is False
+
+
+def _mapping_originals(ds: Dataset) -> set[tuple[str, str]]:
+    """(kind, original) pairs of one header for the optional mapping table."""
+    out = set()
+    for kind, keyword in (
+        ("patient_id", "PatientID"),
+        ("patient_name", "PatientName"),
+        ("accession_number", "AccessionNumber"),
+        ("study_instance_uid", "StudyInstanceUID"),
+        ("series_instance_uid", "SeriesInstanceUID"),
+    ):
+        value = _text(ds, keyword)
+        if value:
+            out.add((kind, value))
+    return out
+
+
 def _series_level_uid(secret: bytes, originals: list[str], fallback: str) -> str:
     distinct = set(originals)
     if len(distinct) == 1 and "" not in distinct:
@@ -372,12 +458,16 @@ def deidentify_series(
     """De-identify the files of one series and pass each encoded file to ``sink(index, data)``.
 
     Unreadable files and files without pixel data are skipped (counted by reason); when no
-    file is left, or when ``drop_burned_in`` applies to any file, the series is a Drop and
-    the sink is never called.
+    file is left, or when the Clean Pixel Data policy (``drop_burned_in``: burned-in flag,
+    secondary capture, screen save, derived localizer) applies to any file that the optional
+    OCR check (``ocr_check``) did not clear, the series is a Drop and the sink is never
+    called. With ``mapping_table`` set, the result carries (kind, original, pseudonym) rows
+    for the caller to store outside the output tree.
     """
     profile = profile or load_profile()
     skipped: collections.Counter[str] = collections.Counter()
     headers: list[_Header] = []
+    mapping: set[tuple[str, str]] = set()
     sex = age = body_part = None
     contrast: bool | None = None
     for index, path in enumerate(sources):
@@ -389,8 +479,17 @@ def deidentify_series(
         if not _sop_class(ds):
             skipped["missing_sop_class"] += 1
             continue
-        if options.drop_burned_in and is_burned_in(ds):
-            return Drop("burned_in_annotation")
+        if options.drop_burned_in:
+            why = burned_in_reason(ds)
+            if why is not None and not _ocr_clears(path, options):
+                check = (
+                    "ocr_found_text_or_failed"
+                    if options.ocr_check and ocr.available()
+                    else ("ocr_unavailable" if options.ocr_check else "ocr_off")
+                )
+                return Drop("burned_in_annotation", f"{why}; {check}")
+        if options.mapping_table is not None:
+            mapping.update(_mapping_originals(ds))
         if not headers:
             sex, age = _sex(ds), age_years(ds)
         body_part = body_part or _text(ds, "BodyPartExamined") or None
@@ -457,6 +556,13 @@ def deidentify_series(
     if options.retain_safe_private and stats.get("private_removed"):
         log.info("deid removed %d private element(s) (no safe list yet)", stats["private_removed"])
     keep_chars = options.retain_patient_characteristics
+    pseudonyms = {
+        "patient_id": ids.patient_id,
+        "patient_name": ids.patient_id,
+        "accession_number": ids.study_id,
+        "study_instance_uid": study_uid,
+        "series_instance_uid": series_uid,
+    }
     return SeriesResult(
         written=written,
         skipped=dict(skipped),
@@ -465,4 +571,5 @@ def deidentify_series(
         body_part=body_part,
         contrast=contrast,
         stats=dict(stats),
+        mapping=sorted((kind, original, pseudonyms[kind]) for kind, original in mapping),
     )
