@@ -19,12 +19,19 @@ RUNCFG = --config $(CONFIG) $(if $(filter command line,$(origin WORK)),--work $(
 CFGDEP =
 endif
 
-.PHONY: install shards demo test lint format schemas bench status validate clean $(STAGES)
+.PHONY: install shards demo test test-llm eval lint format schemas bench status validate clean $(STAGES)
 
+# torch==2.13.0 in the same pip command as the segment extra: it is the CPU build on disk;
+# asked for separately, pip may swap it for a CUDA build of several GB.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet torch==2.13.0 -e '.[dev,segment]'
+	touch $@
+
+# llama-cpp-python builds from source the first time (12-40 min on 2 cores); pip caches the wheel.
+$(VENV)/.installed-llm: $(VENV)/.installed
+	CMAKE_ARGS=-DGGML_NATIVE=OFF $(VENV)/bin/pip install --quiet -e '.[llm-local]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -52,6 +59,14 @@ validate: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest -q
+
+test-llm: $(VENV)/.installed-llm
+	$(VENV)/bin/pytest -q -m llm tests/test_llm_local.py
+
+## Measured quality of report de-identification and report understanding (project corpora).
+eval: $(VENV)/.installed
+	$(PY) -m refrad_builder.reports.evaluate
+	$(PY) -m refrad_builder.reports.evaluate_mentions
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

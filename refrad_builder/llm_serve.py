@@ -115,7 +115,7 @@ class VLLMServer:
 
     def __init__(self, model: str, port: int = 8000, extra_args: list[str] | None = None):
         if shutil.which("vllm") is None:
-            raise ServeError("vllm missing on this node: pip install 'refrad-builder[llm]'")
+            raise ServeError("vllm missing on this node: pip install 'refrad-builder[llm-vllm]'")
         self.port = port
         self.proc = subprocess.Popen(
             ["vllm", "serve", model, "--host", "0.0.0.0", "--port", str(port), *(extra_args or [])]

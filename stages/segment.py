@@ -6,7 +6,12 @@ Backends (``segment.backend``):
   ``segment.precomputed`` (CT: task ``total``, MR: ``total_mr``);
 * ``classical``: thresholds and connected components on CT (body, lungs, bone);
 * ``auto``: precomputed where one matches, else classical (CT only);
-* ``totalsegmentator``: running the model is not available in this version.
+* ``totalsegmentator``: the real model (task ``segment.totalseg_task_ct`` for CT,
+  ``totalseg_task_mr`` for MR), offline, with weights from ``segment.totalseg_weights``; each
+  actor checks the weights once in ``setup``. Missing weights drop the volume with reason
+  ``totalseg_weights_missing`` and a detail that says how to install them offline; the weight
+  files enter the input fingerprint, so installing them reruns exactly those volumes, and
+  ``finalize`` logs a warning while such drops exist.
 
 The label volume goes to ``segment/blobs/<series_id>.nii.gz`` (uint8, same grid and affine
 as the volume).
@@ -14,17 +19,22 @@ as the volume).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import ClassVar
 
+import nibabel as nib
 import numpy as np
 
 from refrad_builder.anatomy import schema
 from refrad_builder.config import stable_hash
-from refrad_builder.imaging import classical, precomputed
+from refrad_builder.imaging import classical, precomputed, totalseg
 from refrad_builder.imaging.nifti import is_nifti, read_geometry, read_nifti, write_nifti
+from refrad_builder.ledger import Ledger
 from refrad_builder.records import SegmentRecord, VolumeRecord
 from refrad_builder.stage import Drop, Resources, Stage, WorkItem
+
+log = logging.getLogger(__name__)
 
 
 def _folder_signature(folders: list[Path]) -> str:
@@ -56,17 +66,25 @@ class SegmentStage(Stage):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._index: precomputed.PrecomputedIndex | None = None
+        self._totalseg: totalseg.TotalSegmentatorBackend | None = None
 
     def _uses_precomputed(self) -> bool:
         return self.cfg.backend in ("auto", "precomputed") and bool(self.cfg.precomputed)
 
     def plan(self) -> list[WorkItem]:
-        """One item per volume; precomputed files enter the input fingerprint."""
+        """One item per volume; precomputed files (or TotalSegmentator's version and weight
+        files) enter the input fingerprint."""
         extra = _folder_signature(self.cfg.precomputed) if self._uses_precomputed() else ""
+        by_modality: dict[str, str] = {}
         items = []
         for _item_id, fingerprint, records in self.ctx.upstream("volume"):
             for record in records:
                 vol = VolumeRecord.model_validate(record)
+                if self.cfg.backend == "totalsegmentator":
+                    modality = vol.modality.upper()
+                    if modality not in by_modality:
+                        by_modality[modality] = totalseg.input_signature(self.cfg, modality)
+                    extra = by_modality[modality]
                 items.append(
                     WorkItem(
                         id=vol.series_id,
@@ -79,9 +97,19 @@ class SegmentStage(Stage):
         return items
 
     def setup(self) -> None:
-        """Index the precomputed folders' headers once per worker."""
+        """Index the precomputed folders' headers, or check TotalSegmentator (package, class
+        map, weights) once per worker."""
         if self._uses_precomputed():
             self._index = precomputed.PrecomputedIndex(self.cfg.precomputed)
+        if self.cfg.backend == "totalsegmentator":
+            self.totalseg.setup()
+
+    @property
+    def totalseg(self) -> totalseg.TotalSegmentatorBackend:
+        """This worker's TotalSegmentator backend (built on first use)."""
+        if self._totalseg is None:
+            self._totalseg = totalseg.TotalSegmentatorBackend(self.cfg, self.ctx.work)
+        return self._totalseg
 
     @property
     def index(self) -> precomputed.PrecomputedIndex:
@@ -94,7 +122,7 @@ class SegmentStage(Stage):
         vol = VolumeRecord.model_validate(item.payload)
         backend = self.cfg.backend
         if backend == "totalsegmentator":
-            return Drop("backend_unavailable", "totalsegmentator backend not implemented yet")
+            return self._segment_totalseg(vol)
         modality = vol.modality.upper()
         volume_path = self.ctx.work / vol.nifti
         shape3, affine, _dtype = read_geometry(volume_path)
@@ -137,6 +165,50 @@ class SegmentStage(Stage):
         data, affine = read_nifti(volume_path)
         labels = classical.segment_ct(data, affine)
         return self._write(vol, labels, affine, classical.SEGMENTER, classical.CLASSICAL_VERSION)
+
+    def _segment_totalseg(self, vol: VolumeRecord) -> SegmentRecord | Drop:
+        ts = self.totalseg
+        modality = vol.modality.upper()
+        task = ts.task_for(modality)
+        if task is None:
+            return Drop("unsupported_modality", f"{modality} volume")
+        if modality == "CT" and vol.units != "HU":
+            return Drop("not_hounsfield", "TotalSegmentator needs HU")
+        problem = ts.problem(task)
+        if problem is not None:
+            return Drop(*problem)
+        image = nib.load(str(self.ctx.work / vol.nifti))
+        labels = ts.segment(image, task)
+        return self._write(
+            vol, labels, np.asarray(image.affine), totalseg.SEGMENTER, ts.segmenter_version(task)
+        )
+
+    def finalize(self) -> None:
+        """Warn loudly while volumes are dropped for missing TotalSegmentator weights."""
+        if self.cfg.backend != "totalsegmentator":
+            return
+        dropped = Ledger(self.out_dir).status(self.name).dropped
+        for reason in (totalseg.DROP_WEIGHTS_MISSING, totalseg.DROP_NOT_INSTALLED):
+            if dropped.get(reason):
+                details = sorted(
+                    {
+                        problem[1]
+                        for task in self.totalseg.tasks
+                        if (problem := self._driver_problem(task)) and problem[0] == reason
+                    }
+                )
+                log.warning(
+                    "segment: %d volume(s) dropped as %s; they rerun once this is fixed. %s",
+                    dropped[reason],
+                    reason,
+                    " ".join(details),
+                )
+
+    def _driver_problem(self, task: str) -> tuple[str, str] | None:
+        try:
+            return self.totalseg.problem(task)
+        except Exception as exc:  # the warning itself must never fail the run
+            return (totalseg.DROP_WEIGHTS_MISSING, str(exc))
 
     def _write(
         self,
