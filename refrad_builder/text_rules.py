@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from refrad_builder import grounding
 from refrad_builder.anatomy import LabelSchema
 from refrad_builder.records import Box, ReportRecord, Sentence, SliceRecord, VQAItem
+from refrad_builder.reports.mentions import find_mentions
+from refrad_builder.reports.temporal import rewrite_temporal
 
 LANGS = ("de", "en")
 GENERATOR = "rules:1"
@@ -134,13 +136,19 @@ def visible_classes(sl: SliceRecord, schema: LabelSchema) -> dict[str, Box]:
 def linked_sentences(
     sl: SliceRecord, report: ReportRecord | None, visible: dict[str, Box], limit: int
 ) -> list[Sentence]:
-    """Report sentences about this slice: image references first, then visible mentions."""
+    """Report sentences about this slice: image references first, then visible mentions.
+
+    Sentences that compare with a prior study are rewritten by rules (the comparison
+    removed, mentions found again in what is left) or left out when nothing remains.
+    """
     if report is None:
         return []
     by_ref, by_mention = [], []
     for s in report.sentences:
         if s.temporal:
-            continue
+            s = _without_temporal(s, report.language)
+            if s is None:
+                continue
         if any(
             r.image == sl.instance_number and r.series in (-1, sl.series_number)
             for r in s.image_refs
@@ -152,6 +160,15 @@ def linked_sentences(
         ):
             by_mention.append(s)
     return (by_ref + by_mention)[:limit]
+
+
+def _without_temporal(s: Sentence, lang: str) -> Sentence | None:
+    text = rewrite_temporal(s.text, lang)
+    if not text:
+        return None
+    return s.model_copy(
+        update={"text": text, "mentions": find_mentions(text, lang), "temporal": False}
+    )
 
 
 def _ground_sentence(s: Sentence, visible: dict[str, Box], sl: SliceRecord) -> str | None:

@@ -110,3 +110,18 @@ def test_no_report_and_old_patient():
     assert all(p.captions[lang] for lang in LANGS)
     assert not [q for q in p.vqa if q.source == "findings"]
     assert not [q for q in p.vqa if "old" in q.question or "alt" in q.question]  # ages > 89 are PHI
+
+
+def test_temporal_sentences_are_rewritten_not_copied():
+    text = (
+        "Befund: Die Leber mit einer 3 cm Läsion, größenkonstant zur Voruntersuchung vom "
+        "[DATUM]. Die linke Niere unauffällig."
+    )
+    report = build_record("st", "p", text, lang="de")
+    assert any(s.temporal for s in report.sentences)
+    p = make_products(_slice(), report, ["liver"], S, 3, 3)
+    caption = p.captions["de"][0]
+    assert (
+        "Leber" in caption and "Voruntersuchung" not in caption and "größenkonstant" not in caption
+    )
+    assert any("id=<seg005>>Leber</p>" in g for g in p.grounded["de"])

@@ -1,17 +1,25 @@
 """Anatomy mentions in one report sentence, mapped to the unified label schema.
 
-Three rule sets find anatomy: the lexicon (``data/anatomy_lexicon.yaml``: DE/EN forms, German
-compounds by stem, Latin stems, phrases), spine levels ("LWK 4", "L4/5", "Th12") and numbered
-ribs ("7. und 8. Rippe rechts", "left 5th and 6th ribs"). Each hit then gets
+Four rule sets find anatomy: the lexicon (``data/anatomy_lexicon.yaml``: DE/EN forms, German
+compounds by stem, Latin stems, phrases), spine levels ("LWK 4", "L4/5", "Th12", ranges
+across regions "HWK 2 bis BWK 2"), numbered ribs ("7. und 8. Rippe rechts", "left 5th and
+6th ribs") and liver segments ("Segment VIII", unless the sentence is about the lung). A
+compound naming the surroundings of an organ ("paraaortal", "perirenal") is no mention; a cyst
+attached to a kidney adds the kidney-cyst class. Each hit then gets
 
 * a laterality: an adjective before it ("rechte Niere", "left kidney"), a side word after it
   ("Niere rechts", "Lunge beidseits") or, failing both, the nearest side word earlier in the
-  clause; a paired organ with no side expands to both classes;
+  clause; then the one side the sentence gives the same organ ("Pneumonie im linken
+  Unterlappen"); a paired organ with no side expands to both classes. A clause that opens with
+  the other side ("A. iliaca rechts 2,4 cm, links 1,6 cm") is a mention of its own, whose span
+  is that side word;
 * ``abnormal``: NegEx-style. Negation cues ("kein", "ohne", "no", "without") scope forward,
   "nicht"/"not" and normal cues ("unauffällig", "regelrecht", "unremarkable", "clear") both
   ways, within a token window and a clause, and stop at scope terminators ("aber", "but") and
-  at a finding that is itself not negated ("Leber bis auf eine Zyste unauffällig"). A finding
-  stated next to the anatomy makes it abnormal; with no cue at all a mention is abnormal.
+  at a finding that is itself not negated ("Leber bis auf eine Zyste unauffällig"). Words of
+  technique and measurement ("MRT der LWS nativ", "measures 4 cm") count as normal cues, and
+  "no longer seen" / "vollständig rückläufig" as negation. A finding stated next to the
+  anatomy makes it abnormal; with no cue at all a mention is abnormal.
 
 One :class:`~refrad_builder.records.Mention` per class per sentence; spans are character
 offsets into the sentence.
@@ -34,6 +42,9 @@ from refrad_builder.records import Mention
 
 _INFLECTION = r"(?:e|en|n|s|es|ns|er|em)?"
 _SHORT_HEADS = frozenset({"milz", "herz", "hirn"})
+# A compound whose first part is one of these names the surroundings of the organ, not the
+# organ ("paraaortal", "perirenal", "retrosternal"): it is no mention.
+_NEIGHBOUR_PREFIXES = ("para", "peri", "retro", "extra", "infra", "supra", "juxta", "prä", "prae")
 
 
 def _plural(word: str) -> str:
@@ -94,7 +105,7 @@ class Lexicon:
             for lang in ("de", "en"):
                 for form in entry.get(lang) or ():
                     form = str(form).casefold()
-                    if " " in form or "." in form:
+                    if " " in form or "." in form or "-" in form:
                         phrases.append(
                             (re.compile(_phrase_regex(form, lang), re.IGNORECASE), idx, len(form))
                         )
@@ -147,6 +158,7 @@ class Lexicon:
                     and len(w) > len(form)
                     and form in w
                     and re.fullmatch(rf".+{re.escape(form)}{_INFLECTION}", w)
+                    and _compound_head_ok(w, form)
                 ):
                     offer(len(form), 1, idx)
         return None if best is None else best[2]
@@ -162,6 +174,15 @@ class Lexicon:
         return any(s in w for s in stems)
 
 
+def _compound_head_ok(word: str, form: str) -> bool:
+    """Whether ``form`` as the last part of the German compound ``word`` names the organ."""
+    if word.startswith(_NEIGHBOUR_PREFIXES):
+        return False
+    # "-lungen" is far more often the plural of an "-lung" noun (Ansammlungen, Darstellungen)
+    # than a compound of "Lunge"
+    return not (form == "lunge" and word.endswith("lungen"))
+
+
 @lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
     """The packaged anatomy lexicon (cached)."""
@@ -173,7 +194,8 @@ def lexicon() -> Lexicon:
 
 # --- tokens and cues ----------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\w+|[,;:()\[\]]|\s[-–]\s", re.UNICODE)
+# a number keeps its decimal comma ("2,3 cm"), which is no clause boundary
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)+|\w+|[,;:()\[\]]|\s[-–]\s", re.UNICODE)
 
 _PRE = frozenset(
     "kein keine keinen keinem keiner keines ohne weder ausschluss no without neither nor "
@@ -203,11 +225,41 @@ _NORM_PREFIX = (
     "physiologic",
     "negative",
     "wnl",
+    "zart",
+    "glatt",
+    "offen",
+    "mittelständig",
+    "midline",
+    "maintained",
+    "decompressed",
+    "gefüllt",
 )
+# Words of technique, measurement and recommendation: a mention that only they qualify
+# ("MRT der LWS nativ", "MRT der Leber empfohlen", "the prostate measures 4 cm") states no
+# finding. They act like normal cues, so a finding attached to the mention still wins.
+_NEUTRAL_PREFIX = (
+    "angiograph",
+    "angiogram",
+    "sequenz",
+    "protokoll",
+    "protocol",
+    "reformat",
+    "axial",
+    "sagittal",
+    "empfehl",
+    "empfohl",
+    "recommend",
+    "measure",
+    "imaging",
+)
+_NEUTRAL_EXACT = frozenset({"ct", "cct", "cta", "mrt", "mri", "mr", "nativ", "misst", "messend"})
 _NORM_EXACT = frozenset({"frei", "clear", "ob"})
+_RESOLVED_AFTER = ("rückläufig", "regredient", "resorbiert", "zurückgebildet")
+# "sonst"/"otherwise" are no terminators: "Lunge sonst frei" is a normal lung, and a finding
+# before them ("Leberzyste, sonst unauffällig") still wins as the mention's own or attached one.
 _TERM = frozenset(
-    "aber jedoch allerdings sondern während wobei außer ausgenommen abgesehen sonst ansonsten "
-    "but however although though except apart aside whereas otherwise".split()
+    "aber jedoch allerdings sondern während wobei außer ausgenommen abgesehen "
+    "but however although though except apart aside whereas".split()
 )
 _PSEUDO = (
     "änderung",
@@ -356,13 +408,12 @@ def _level_names(region: str, a: int, region_b: str | None, b: int | None) -> li
     if rb == region:
         lo, hi = (a, b) if a <= b else (b, a)
         return [f"vertebrae_{region}{n}" for n in range(lo, hi + 1) if ok(region, n)]
-    order = ["C", "T", "L", "S"]
-    out = []
-    if ok(region, a):
-        out.append(f"vertebrae_{region}{a}")
-    if order.index(rb) == order.index(region) + 1 and ok(rb, b):
-        out.append(f"vertebrae_{rb}{b}")
-    return out
+    if not (ok(region, a) and ok(rb, b)):
+        return [f"vertebrae_{r}{n}" for r, n in ((region, a), (rb, b)) if ok(r, n)]
+    levels = [f"{r}{n}" for r in "CTLS" for n in range(1, _REGION_MAX[r] + 1)]
+    lo, hi = levels.index(f"{region}{a}"), levels.index(f"{rb}{b}")
+    lo, hi = min(lo, hi), max(lo, hi)
+    return [f"vertebrae_{lv}" for lv in levels[lo : hi + 1]]
 
 
 def _spine_hits(text: str) -> list[_Hit]:
@@ -402,11 +453,20 @@ def _spine_hits(text: str) -> list[_Hit]:
         if region == "S" and rb is None and b is not None:
             continue
         names = _level_names(region, a, rb, b)
-        if region == "L" and rb == "S" and b == 1:
-            names = [f"vertebrae_L{a}", "vertebrae_S1"] if a == 5 else names
         if names:
             hits.append(_Hit(m.start(), m.end(), tuple(names)))
     return hits
+
+
+# Couinaud segments ("Segment VIII", "segment 6", "Segment IVa"): the liver, unless the
+# sentence is about the lung, whose segments are numbered too.
+_LIVER_SEGMENT = re.compile(
+    r"(?<![\w.])(?i:segment|segments|seg\.)\s*(?:[IV]{1,4}|[1-8])[ab]?(?![\w])"
+)
+
+
+def _segment_hits(text: str) -> list[_Hit]:
+    return [_Hit(m.start(), m.end(), ("liver",)) for m in _LIVER_SEGMENT.finditer(text)]
 
 
 _ORD_DE = {
@@ -515,10 +575,13 @@ def _lexicon_hits(text: str, toks: list[_Tok], lang: str, lex: Lexicon) -> list[
     for i, t in enumerate(toks):
         if t.punct or any(t.start < e and t.end > s for s, e in taken):
             continue
-        idx = lex.match_word(t.text, lang)
+        idx: int | None = None
         extra: tuple[int, ...] = ()
-        if idx is None and lang == "de" and text[t.end : t.end + 1] == "-":
+        if lang == "de" and text[t.end : t.end + 1] == "-":
+            # "Ober- und Unterlappen", and "Knochen- und Weichteilfenster" (a blocked form)
             idx, extra = _complete_truncated(text, toks, i, lex)
+        if idx is None:
+            idx = lex.match_word(t.text, lang)
         if idx is not None and lex.targets[idx]:
             hits.append(_Hit(t.start, t.end, lex.targets[idx], extra_finding_toks=extra))
     return hits
@@ -536,16 +599,32 @@ def _complete_truncated(
     nxt = toks[j].low
     for k in range(1, len(nxt) - 2):
         candidate = toks[i].low + nxt[k:]
-        idx = lex.exact.get(candidate)
-        if idx is not None:
-            return idx, (j,)
+        for ending in ("", "e", "en", "n", "s", "es", "er", "em"):
+            if ending and not candidate.endswith(ending):
+                continue
+            idx = lex.exact.get(candidate[: len(candidate) - len(ending)])
+            if idx is not None:
+                return idx, (j,)
     return None, ()
 
 
-def _clauses(toks: list[_Tok], hit_at: set[int]) -> list[int]:
-    """Clause id per token. A comma inside a bare list of anatomy ("Leber, Milz und Pankreas
-    unauffällig"; "keine Raumforderung in Leber, Milz oder Pankreas") and a colon after one
-    ("Leber: ...") do not end the clause."""
+_PARENTHETICAL = frozenset({"soweit", "sofern", "insofern"})
+_LIST_OR = frozenset({"oder", "or", "nor", "noch"})
+
+
+def _clauses(
+    toks: list[_Tok], hit_at: set[int], finding: list[bool], cue_at: dict[int, str]
+) -> list[int]:
+    """Clause id per token. A comma or colon ends a clause, except:
+
+    * a comma inside a bare list of anatomy ("Leber, Milz und Pankreas unauffällig"; "keine
+      Raumforderung in Leber, Milz oder Pankreas") and a colon after one ("Leber: ...") or
+      after a short organ heading ("Cervical spine: No fracture", "Lunge basal: frei");
+    * a comma before a short remark that only states normality ("Harnblase gering gefüllt,
+      unauffällig"), and around a parenthetical "soweit beurteilbar";
+    * the commas of a negated list that ends in "or"/"oder" ("No pneumatosis, portal venous
+      gas or free air").
+    """
     seg_of: list[int] = []
     segments: list[list[int]] = [[]]
     bounds: list[str] = []
@@ -565,11 +644,53 @@ def _clauses(toks: list[_Tok], hit_at: set[int]) -> list[int]:
             for i in seg
         )
 
+    def heading(seg: list[int]) -> bool:
+        loose = [i for i in seg if i not in hit_at and toks[i].low not in _FILLER]
+        return any(i in hit_at for i in seg) and len(loose) <= 2
+
+    def normal_remark(seg: list[int]) -> bool:
+        return (
+            0 < len(seg) <= 4
+            and not any(i in hit_at or finding[i] for i in seg)
+            and any(cue_at.get(i) == "norm" for i in seg)
+        )
+
+    def parenthetical(seg: list[int]) -> bool:
+        return bool(seg) and toks[seg[0]].low in _PARENTHETICAL
+
+    negated_list: set[int] = set()  # boundary indices merged as one negated list
+    for s in range(1, len(segments)):
+        if bounds[s - 1] != "," or not any(cue_at.get(i) == "pre" for i in segments[s - 1]):
+            continue
+        k = s
+        while k < len(segments) and 0 < len([i for i in segments[k] if i not in hit_at]) <= 4:
+            if any(toks[i].low in _LIST_OR for i in segments[k]):
+                negated_list.update(range(s - 1, k))
+                break
+            if k >= len(bounds) or bounds[k] != ",":
+                break
+            k += 1
+
+    def opens_with_side(seg: list[int]) -> bool:
+        return bool(seg) and toks[seg[0]].low in ("rechts", "links", "re", "li", "right", "left")
+
     clause_of_seg = [0]
     for s in range(1, len(segments)):
         prev, cur = segments[s - 1], segments[s]
         b = bounds[s - 1]
-        merge = (b == "," and (is_list(prev) or is_list(cur))) or (b == ":" and is_list(prev))
+        merge = (
+            b == ","
+            # "rechts 2,4 cm, links 1,6 cm": the other side starts a clause of its own
+            and not opens_with_side(cur)
+            and (
+                is_list(prev)
+                or is_list(cur)
+                or normal_remark(cur)
+                or parenthetical(cur)
+                or parenthetical(prev)
+                or (s - 1) in negated_list
+            )
+        ) or (b == ":" and (is_list(prev) or heading(prev)))
         clause_of_seg.append(clause_of_seg[-1] if merge else clause_of_seg[-1] + 1)
     seg = 0
     for t in toks:
@@ -602,18 +723,35 @@ def _cues(toks: list[_Tok]) -> list[_Cue]:
             cues.append(_Cue(i, "term"))
             continue
         kind = None
-        if w in _PRE or (w in ("free", "frei") and nxt[:1] in (["of"], ["von"])):
+        prev = next((x for x in reversed(words[:i]) if x), "")
+        if w == "no" and nxt[:1] == ["longer"]:
+            kind = "bidi"  # "the nodule is no longer seen": resolved, so absent now
+        elif w in _PRE or (w in ("free", "frei") and nxt[:1] in (["of"], ["von"])):
             kind = "pre"
+        elif w in ("resolution", "rückbildung") and nxt[:1] in (["of"], ["des"], ["der"]):
+            kind = "pre"
+        elif w == "resolved" or (
+            w.startswith(_RESOLVED_AFTER) and prev in ("vollständig", "komplett", "völlig")
+        ):
+            kind = "post"
         elif w in _NEGBIDI or w.endswith("n't"):
             kind = "bidi"
         elif w in _POST:
             kind = "post"
-        elif w in _NORM_EXACT or (w.startswith(_NORM_PREFIX) and not w.startswith("normalerweise")):
+        elif w in _NORM_EXACT or (
+            w.startswith(_NORM_PREFIX)
+            and not w.startswith("normalerweise")
+            and not (w.startswith("glatt") and nxt[:1] and nxt[0].startswith(("begrenz", "beran")))
+        ):
+            kind = "norm"
+        elif w in _NEUTRAL_EXACT or w.startswith(_NEUTRAL_PREFIX):
             kind = "norm"
         elif w == "o" and nxt[:1] == ["b"]:
             kind = "norm"
         if kind is None:
             continue
+        if w == "nicht" and len(nxt) >= 2 and _adjective_then_noun(toks, i):
+            continue  # "nicht dislozierte Fraktur": only the adjective is negated
         if kind in ("pre", "bidi") and any(_pseudo(x) for x in nxt[:2]):
             continue  # "keine Größenzunahme", "no change": the finding is still there
         if kind in ("bidi", "pre") and any(x.startswith(_UNCERTAIN) for x in nxt[:3]):
@@ -622,6 +760,18 @@ def _cues(toks: list[_Tok]) -> list[_Cue]:
             continue  # "nicht ausgeschlossen" is uncertainty, not negation
         cues.append(_Cue(i, kind))
     return cues
+
+
+def _adjective_then_noun(toks: list[_Tok], i: int) -> bool:
+    """Whether German token ``i`` is followed by a lower-case word and then a capitalised one
+    ("nicht dislozierte Fraktur")."""
+    words = [t for t in toks[i + 1 : i + 3] if not t.punct]
+    return (
+        len(words) == 2
+        and words[0].text[:1].islower()
+        and words[1].text[:1].isupper()
+        and toks[i + 1] is words[0]
+    )
 
 
 def _pseudo(word: str) -> bool:
@@ -648,22 +798,33 @@ class _Sentence:
             # a rule-based level or rib replaces the lexicon word it overlaps ("Wirbel L4")
             self.hits = [x for x in self.hits if not (h.start < x.end and h.end > x.start)]
             self.hits.append(h)
+        if not any(t.startswith("lung") for h in self.hits for t in h.targets):
+            for h in _segment_hits(text):
+                if not any(h.start < x.end and h.end > x.start for x in self.hits):
+                    self.hits.append(h)
         self.hits.sort(key=lambda h: h.start)
         for h in self.hits:
             inside = [i for i, t in enumerate(self.toks) if t.start < h.end and t.end > h.start]
             h.tok_a, h.tok_b = (inside[0], inside[-1]) if inside else (0, -1)
         self.hit_tokens = {i for h in self.hits for i in range(h.tok_a, h.tok_b + 1)}
-        self.clause = _clauses(self.toks, self.hit_tokens)
         self.cues = _cues(self.toks)
         self.term_pos = [c.pos for c in self.cues if c.kind == "term"]
         self.finding = [(not t.punct) and lex.is_finding(t.text, lang) for t in self.toks]
+        self.clause = _clauses(
+            self.toks, self.hit_tokens, self.finding, {c.pos: c.kind for c in self.cues}
+        )
         self.own = [self._own(h) for h in self.hits]
-        # a weight per token for scope windows: list words (anatomy, articles, "und") are free
-        self.prefix = [0]
+        self.prefix = self._weights()
+        self._negated: dict[int, bool] = {}
+
+    def _weights(self) -> list[int]:
+        """Prefix sums of a weight per token for scope windows: list words (anatomy, articles,
+        "und") are free."""
+        prefix = [0]
         for i, t in enumerate(self.toks):
             free = t.punct or i in self.hit_tokens or t.low in _FILLER
-            self.prefix.append(self.prefix[-1] + (0 if free else 1))
-        self._negated: dict[int, bool] = {}
+            prefix.append(prefix[-1] + (0 if free else 1))
+        return prefix
 
     def _dist(self, a: int, b: int) -> int:
         lo, hi = min(a, b), max(a, b)
@@ -772,11 +933,74 @@ class _Sentence:
             if before:
                 before[-1].abnormal = True
 
+    def attach_kidney_cysts(self) -> None:
+        """ "Nieren mit kortikalen Zysten beidseits", "a simple cyst in the left kidney": a cyst
+        attached to a kidney (same clause, no other anatomy between) is a kidney cyst too."""
+        others_own = [
+            set().union(*(o for j, o in enumerate(self.own) if j != n))
+            for n in range(len(self.hits))
+        ]
+        for n, h in enumerate(self.hits):
+            if "kidney_{side}" not in h.targets or "kidney_cyst_{side}" in h.targets:
+                continue
+            cl = self.clause[h.tok_a]
+            for k, t in enumerate(self.toks):
+                if (
+                    k in others_own[n]
+                    or self.clause[k] != cl
+                    or not ("zyst" in t.low or "cyst" in t.low)
+                ):
+                    continue
+                lo, hi = (h.tok_b, k) if k > h.tok_b else (k, h.tok_a)
+                if any(j != n and lo < o.tok_a < hi for j, o in enumerate(self.hits)):
+                    continue
+                h.targets = (*h.targets, "kidney_cyst_{side}")
+                break
+
+    def adopt_sides(self) -> None:
+        """A paired mention with no side of its own takes the one side that the sentence gives
+        its relatives (same organ: lung and lobes, ribs, kidney): in the same clause always
+        ("Pneumonie im linken Unterlappen"), across clauses when it states a finding
+        ("right upper lobe mass, suspicious for lung malignancy"). Plurals keep both sides."""
+
+        classes = schema().by_name
+
+        def family(h: _Hit) -> set[str]:
+            return {t.split("_")[0] for t in h.targets if "{side}" in t or t in classes}
+
+        def side_of(h: _Hit) -> str | None:
+            if h.side in ("left", "right"):
+                return h.side
+            # a one-sided class of its own ("RLL", "Mittellappen", "Lingula")
+            sides = {classes[t].side for t in h.targets if t in classes}
+            return sides.pop() if len(sides) == 1 else None
+
+        for h in self.hits:
+            fam = family(h)
+            if h.side is not None or not any("{side}" in t for t in h.targets) or self._plural(h):
+                continue
+            near, far = set(), set()
+            for o in self.hits:
+                side = side_of(o)
+                if o is h or side is None or not family(o) & fam:
+                    continue
+                (near if self.clause[o.tok_a] == self.clause[h.tok_a] else far).add(side)
+            pool = near or (far if h.abnormal else set())
+            if len(pool) == 1:
+                h.side = pool.pop()
+
+    def _plural(self, h: _Hit) -> bool:
+        word = self.text[h.start : h.end].casefold()
+        if self.lang == "en":
+            return word.endswith("s") and not word.endswith(("ss", "us", "is"))
+        return word.endswith("n") and (word[:-1] in self.lex.exact or word[:-2] in self.lex.exact)
+
     def resolve_sides(self) -> None:
         """Set ``side`` on every hit with a paired target."""
         for h in self.hits:
             if any("{side}" in t for t in h.targets):
                 h.side = self._side_for(h)
+        self._add_elliptic_sides()
         for h in self.hits:
             # "Ober- und Unterlappen links": the truncated word shares its head's side
             if h.side is None and h.extra_finding_toks:
@@ -784,6 +1008,29 @@ class _Sentence:
                 for o in self.hits:
                     if o.tok_a <= head <= o.tok_b and o.side is not None:
                         h.side = o.side
+
+    def _add_elliptic_sides(self) -> None:
+        """ "A. iliaca communis rechts 2,4 cm, links 1,6 cm normkalibrig": a clause that opens
+        with the other side word and names no anatomy speaks of the same organ on that side."""
+        other = {"left": "right", "right": "left"}
+        added = []
+        for h in self.hits:
+            if h.side not in other:
+                continue
+            cl = self.clause[h.tok_a]
+            nxt = [i for i, c in enumerate(self.clause) if c == cl + 1]
+            if not nxt or any(i in self.hit_tokens for i in nxt):
+                continue
+            first = self.toks[nxt[0]]
+            side = _SIDE_AFTER.get(first.low) or (first.low if first.low in other else None)
+            if side == other[h.side]:
+                added.append(_Hit(first.start, first.end, h.targets, nxt[0], nxt[0], side=side))
+        if not added:
+            return
+        self.hits = sorted(self.hits + added, key=lambda x: x.start)
+        self.hit_tokens |= {x.tok_a for x in added}
+        self.own = [self._own(x) for x in self.hits]
+        self.prefix = self._weights()
 
     def _side_for(self, h: _Hit) -> str | None:
         cl = self.clause[h.tok_a]
@@ -889,4 +1136,6 @@ def find_mentions(sentence: str, lang: str) -> list[Mention]:
     s = _Sentence(sentence, lang, lexicon())
     s.resolve_sides()
     s.resolve_abnormal()
+    s.adopt_sides()
+    s.attach_kidney_cysts()
     return s.mentions()

@@ -143,6 +143,14 @@ _SENTENCE_STARTERS = frozenset(
     "weiterhin sonst the no there".split()
 )
 
+# A salutation or sign-off line ending in a comma is a line of its own ("Dear Dr [NAME],",
+# "Kind regards,"), not a wrapped sentence.
+_GREETING = re.compile(
+    r"^\s*(?:dear|sehr\s+geehrte[rs]?|liebe[rs]?|hallo|hello|kind\s+regards|best\s+regards|"
+    r"regards|yours\s+(?:sincerely|faithfully)|sincerely|mit\s+(?:freundlichen|kollegialen|"
+    r"besten)\b.*grüßen|mfg)\b.*,\s*$",
+    re.IGNORECASE,
+)
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•–·]\s+|\(?\d{1,2}[.)]\s+|\(?[a-z][)]\s+)")
 _BOUNDARY = re.compile(r"[.!?]+(?=\s+[\"'(\[]?[A-ZÄÖÜ0-9\[(•\-–*])")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
@@ -181,14 +189,34 @@ def _is_abbreviation(before: str) -> bool:
 
 
 def _final_abbreviation(before: str, rest: str) -> bool:
+    """Whether a side abbreviation ends the sentence: "Pleuraerguss re. Übrige Lunge frei."
+
+    It does before a usual sentence opener, and, after a noun or number (the abbreviation
+    then follows what it qualifies), before any capitalised word that is not a paired organ
+    it could qualify instead ("re. Unterlappen").
+    """
     m = _WORD_BEFORE.search(before)
     nxt = re.match(r"\s*(\w+)", rest)
-    return (
-        m is not None
-        and m.group(1).casefold() in _FINAL_ABBREVIATIONS
-        and nxt is not None
-        and nxt.group(1).casefold() in _SENTENCE_STARTERS
-    )
+    if m is None or nxt is None or m.group(1).casefold() not in _FINAL_ABBREVIATIONS:
+        return False
+    word = nxt.group(1)
+    if word.casefold() in _SENTENCE_STARTERS:
+        return True
+    prev = re.search(r"(\w+)\W+\w+\.?$", before)
+    if prev is None or not word[:1].isupper():
+        return False
+    if not (prev.group(1)[:1].isupper() or prev.group(1).isdigit()):
+        return False
+    return not _paired_organ(word)
+
+
+def _paired_organ(word: str) -> bool:
+    # imported here: the lexicon is only needed for this rare case
+    from refrad_builder.reports.mentions import lexicon
+
+    lex = lexicon()
+    idx = lex.match_word(word, "de")
+    return idx is not None and any("{side}" in t or "_right" in t for t in lex.targets[idx])
 
 
 def _line_breaks(text: str) -> list[tuple[int, int]]:
@@ -204,7 +232,8 @@ def _line_breaks(text: str) -> list[tuple[int, int]]:
             last_word = re.search(r"(\w+)\W*$", prev)
             joins = not _LIST_MARKER.match(text[s:e]) and (
                 cur[:1].islower()
-                or prev.endswith((",", "-", "(", "/"))
+                or prev.endswith(("-", "(", "/"))
+                or (prev.endswith(",") and not _GREETING.match(prev))
                 or (
                     last_word is not None
                     and last_word.group(1).casefold() in _CONTINUATION_END
