@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--force: unknown stage {name!r}")
     run_pipeline(cfg, stages=stages, force=args.force or [])
     if "shards" in stages and not args.no_validate:
-        report = validate_dir(Path(cfg.out_dir))
+        report = validate_dir(Path(cfg.out_dir), languages=tuple(cfg.text.languages))
         print(report.summary())
         return 0 if report.ok else 1
     return 0
