@@ -554,6 +554,9 @@ def validate_dir(path: Path, languages: tuple[str, ...] = ("de", "en")) -> Valid
             if seen.patients_by_split[a] & seen.patients_by_split[b]:
                 report.add("split_leak", f"{_name(a)}/{_name(b)}")
     _check_tables(path, seen, report)
+    from refrad_builder.validate_export import validate_export
+
+    validate_export(path, report, lambda obj, where: _scan_phi(_strings(obj), where, report))
     return report
 
 
