@@ -19,7 +19,7 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from refrad_builder.pseudo import keyed_hex, phi_hash
+from refrad_builder.pseudo import keyed_hex
 from refrad_builder.records import FileHeader
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -39,12 +39,6 @@ _NAME_TAGS = (
 _ID_TAGS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "MedicalRecordLocator")
 _INST_TAGS = ("InstitutionName", "InstitutionalDepartmentName", "StationName")
 _ADDR_TAGS = ("PatientAddress", "InstitutionAddress")
-# Connectives and name particles: hashing them as PHI would scrub "of", "von", "der" from
-# every report sentence; the distinctive tokens around them still identify the value.
-_NOT_PHI_TOKENS = frozenset(
-    "of the and for at in on to de la le du des del della di da van von vom zu zum zur der "
-    "die das den dem und für am an im st dr med prof mr mrs ms herr frau".split()
-)
 
 
 class HeaderError(Exception):
@@ -110,32 +104,23 @@ def read_dataset(path: Path) -> pydicom.Dataset:
 
 
 def known_phi(secret: bytes, ds: pydicom.Dataset) -> list[str]:
-    """Typed keyed hashes of the names, IDs, birth date, institution and address in ``ds``."""
-    out: set[str] = set()
+    """Typed keyed hashes of the names, IDs, birth date, institution and address in ``ds``
+    (hashed the way the report scrubber looks them up: ``reports.scrub.known_phi_hashes``)."""
+    from refrad_builder.reports.scrub import known_phi_hashes
 
-    def add(kind: str, value: str) -> None:
-        value = value.strip()
-        if len(value) >= 2 and value.casefold().strip(".,") not in _NOT_PHI_TOKENS:
-            out.add(phi_hash(secret, kind, value))
+    def values(keywords: tuple[str, ...]) -> list[str]:
+        return [v for kw in keywords for v in _text(ds, kw).split("\\") if v.strip()]
 
-    for kw in _NAME_TAGS:
-        for part in _text(ds, kw).replace("^", " ").replace("\\", " ").replace(",", " ").split():
-            add("NAME", part)
-    for kw in _ID_TAGS:
-        for value in _text(ds, kw).split("\\"):
-            add("ID", value)
-            for part in value.split():
-                add("ID", part)
-    birth = _text(ds, "PatientBirthDate")
-    if birth:
-        add("DATE", birth[:8])
-    for kw in _INST_TAGS:
-        for part in _text(ds, kw).split():
-            add("INST", part)
-    for kw in _ADDR_TAGS:
-        for part in _text(ds, kw).replace("^", " ").split():
-            add("ADDR", part)
-    return sorted(out)
+    return known_phi_hashes(
+        secret,
+        {
+            "NAME": values(_NAME_TAGS),
+            "ID": values(_ID_TAGS),
+            "DATE": [_text(ds, "PatientBirthDate")[:8]] if _text(ds, "PatientBirthDate") else [],
+            "INST": values(_INST_TAGS),
+            "ADDR": [v.replace("^", " ") for v in values(_ADDR_TAGS)],
+        },
+    )
 
 
 def _dicomdir_detail(ds: pydicom.Dataset, path: Path) -> str:

@@ -26,7 +26,7 @@ class ReportStage(Stage):
     """Parse and de-identify each study's report text."""
 
     name = "report"
-    version = "1"
+    version = "2"
     consumes = ("ingest",)
     uses_secret = True
     resources = Resources(cpus=1.0, memory_gb=0.5)

@@ -1,24 +1,71 @@
-"""Report text de-identification: known PHI from the headers, dates, salutation names.
+"""Report text de-identification: known PHI from the headers plus presidio recognizers.
 
-Known PHI arrives only as typed keyed hashes (``NAME:<hex>``, see
-:func:`refrad_builder.pseudo.phi_hash`); every word of the report is hashed the same way and a
-match is replaced by a typed placeholder. Independently of the headers, every date-like string,
-every "Herr/Frau/Dr./Mr. <Name>" and "Patient: <Name>", e-mail address, URL and labelled phone
-number is replaced.
+Two sources find PHI, and every span either finds is replaced:
+
+* **Known PHI from the study's own headers** arrives only as typed keyed hashes
+  (``NAME:<hex>``, see :func:`refrad_builder.pseudo.phi_hash` and :func:`known_phi_hashes`).
+  Every word of the report, every part of a hyphenated word, every run of 2 to 4 number
+  groups ("485 777 3456") and every short run of capitalised words (an institution or
+  address phrase) is hashed the same way, in every case and with umlauts spelt out or not
+  ("MUELLER" = "Müller"), so a name component matches in any order. A birth date matches in
+  any format :func:`find_dates` reads. Name particles from the header ("von der", "Van",
+  "de la") count only next to a matched name. A matched name takes an adjacent initial
+  ("Groß, F.") or the capitalised word before it (a first name: "Sven Klein") with it, a
+  matched institution its generic words ("Universitätsklinikum ..."), a matched street its
+  house number. Header IDs shorter than 4 characters and house numbers alone are not
+  matched (a StudyID "12" would blank every "12").
+* **Header-independent recognizers**, run by an offline presidio engine
+  (:mod:`refrad_builder.reports.presidio_engine`): names after titles, salutations and
+  labels, dates, phone and fax numbers, e-mail, URLs, labelled and identifier-shaped
+  numbers, street addresses, postcodes with cities, institution names, ages over 89.
+
+Overlapping spans merge into one (the longest span's type wins); neighbouring spans of one
+type separated only by blanks or a comma become one placeholder. Placeholders are typed and
+German for German text (``[NAME]``, ``[ID]``, ``[DATUM]``, ``[EINRICHTUNG]``, ``[ADRESSE]``,
+``[TELEFON]``, ``[EMAIL]``, ``[URL]``, ``[ALTER]``), English otherwise (``[DATE]``,
+``[INSTITUTION]``, ``[ADDRESS]``, ``[PHONE]``, ``[AGE]``).
+
+Dates (the policy): every calendar date with at least two of day, month and year is
+replaced, whether it is a birth date, an exam date or the date of a prior study: all of them
+are dates of the person's care (HIPAA Safe Harbor counts admission, exam and procedure dates
+as PHI), and a report cannot tell reliably which date is "not about the person". A year on
+its own stays readable ("Lobektomie 2019", "Fleischner 2017", "LI-RADS v2018") unless a
+birth word precedes it ("Jahrgang 1952", "born in 1952"); so do times of day, intervals
+("seit 3 Monaten") and ages up to 89. Dates are replaced rather than shifted: the imaging
+headers carry the shifted dates, and the text keeps the placeholder ("Voruntersuchung vom
+[DATUM]") so temporal rules still see a comparison.
+
+Limitations (see :mod:`refrad_builder.reports.evaluate` for the measurement): a name that
+is neither in the headers nor next to a title, label, salutation, degree or closing (a
+nickname: "Bill" for a header "William") is not found; a lower-case common word that is
+also the patient's name ("groß", "white") is kept; a surname that is also an eponym
+("Baker", "Weber") is replaced wherever it occurs, eponym included.
+
 Only counts by type leave this module, never a removed value.
-
-Placeholders are German for German text (``[NAME]``, ``[ID]``, ``[DATUM]``,
-``[EINRICHTUNG]``, ``[ADRESSE]``, ``[TELEFON]``) and English otherwise.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import regex
 
 from refrad_builder.pseudo import PHI_TYPES, normalize_token, phi_hash
+from refrad_builder.reports import presidio_engine
+from refrad_builder.reports.presidio_engine import GENERIC_INST_FOLDED, find_dates
+
+__all__ = [
+    "PLACEHOLDERS",
+    "ScrubResult",
+    "find_dates",
+    "known_phi_hashes",
+    "normalize_date_value",
+    "scrub",
+    "scrub_known",
+]
 
 PLACEHOLDERS = {
     "de": {
@@ -31,6 +78,7 @@ PLACEHOLDERS = {
         "EMAIL": "[EMAIL]",
         "URL": "[URL]",
         "PHONE": "[TELEFON]",
+        "AGE": "[ALTER]",
     },
     "en": {
         "NAME": "[NAME]",
@@ -42,129 +90,55 @@ PLACEHOLDERS = {
         "EMAIL": "[EMAIL]",
         "URL": "[URL]",
         "PHONE": "[PHONE]",
+        "AGE": "[AGE]",
     },
 }
 # A token that hashes to several kinds is replaced as the first of these.
 _KIND_PRIORITY = ("ID", "NAME", "DATE", "INST", "ADDR")
+# When overlapping spans are equally long, the first of these names the merged span.
+_MERGE_PRIORITY = (
+    "EMAIL",
+    "URL",
+    "BIRTH_DATE",
+    "DATE",
+    "ID",
+    "PHONE",
+    "ADDR",
+    "INST",
+    "NAME",
+    "AGE",
+)
 # Name particles and titles: header name components that are also everyday words.
 _NAME_STOPWORDS = frozenset(
     "von van vom zu zur der den de da di du la le del della dos das ten ter und y dr med "
     "prof phd md herr frau mr mrs ms jr sr ii iii".split()
 )
-
-# --- dates --------------------------------------------------------------------------------
-
-_MONTHS = {
-    1: "januar jänner january jan",
-    2: "februar feber february feb",
-    3: "märz maerz march mär mrz mar",
-    4: "april apr",
-    5: "mai may",
-    6: "juni june jun",
-    7: "juli july jul",
-    8: "august aug",
-    9: "september sept sep",
-    10: "oktober october okt oct",
-    11: "november nov",
-    12: "dezember december dez dec",
-}
-_MONTH_OF = {w: n for n, words in _MONTHS.items() for w in words.split()}
-# Month names are capitalised in both languages; matching only those keeps "2 may be" intact.
-_MONTH_FORMS = sorted(
-    {f for w in _MONTH_OF for f in (w[:1].upper() + w[1:], w.upper())}, key=len, reverse=True
+# Lower-case words that are also surnames or first names: written in lower case they are the
+# word ("grenzwertig groß", "white matter", "max. Dicke"), not the patient.
+_COMMON_LOWER = frozenset(
+    """
+    groß gross klein lang kurz weiß weiss schwarz braun jung alt neu frank frei fromm froh gut
+    hart hoch kühn lieb rasch reich schön stark still voll wild weise fest bald ernst max min
+    white black brown green gray grey young long short little small strong hill hall stone
+    bell king cook baker hunter price rose wood rice may will mark bill rich hardy hale fair
+    bright sharp low best early hope grant chase case cross ward field lane marsh moss page
+    park pool rush shore street wall west north south east wells waters bush banks fox bird
+    crane drake fisher frost snow rain day knight love joy grace swift summer winter dean
+    bishop major minor rust gold silver steel iron bone head heart hand foot lung back side
+    hip knee mild more most
+    """.split()
 )
-_MONTH = "(" + "|".join(_MONTH_FORMS) + r")\.?"
-_YEAR4 = r"((?:18|19|20)\d{2})"
-
-_DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(rf"(?<![\d.])(\d{{1,2}})\.\s?(\d{{1,2}})\.\s?{_YEAR4}(?!\d)"), "dmy"),
-    (re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{2})(?!\d|\.\d)"), "dmy"),
-    (re.compile(rf"(?<![\d/.-]){_YEAR4}[-/.](\d{{1,2}})[-/.](\d{{1,2}})(?![\d/-]|\.\d)"), "ymd"),
-    (re.compile(r"(?<![\w/.])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\d/])"), "slash"),
-    (re.compile(r"(?<![\d-])(\d{1,2})-(\d{1,2})-(\d{4})(?![\d-])"), "slash"),
-    (re.compile(r"(?<!\d)((?:18|19|20)\d{2})(\d{2})(\d{2})(?!\d)"), "compact"),
-    (
-        re.compile(
-            rf"(?<![\w.])(\d{{1,2}})(?:\.|st|nd|rd|th)?\s*(?:of\s+)?{_MONTH},?\s*{_YEAR4}(?!\d)",
-        ),
-        "d_month_y",
-    ),
-    (
-        re.compile(rf"(?<![\w.]){_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+{_YEAR4}(?!\d)"),
-        "month_d_y",
-    ),
-    (re.compile(rf"(?<![\w.]){_MONTH}\s+{_YEAR4}(?!\d)"), "month_y"),
-    (
-        re.compile(rf"(?<![\w.])(\d{{1,2}})(?:\.|st|nd|rd|th)?\s*(?:of\s+)?{_MONTH}(?!\w)"),
-        "d_month",
-    ),
-    (re.compile(r"(?<![\w./])(0?[1-9]|1[0-2])/((?:18|19|20)\d{2})(?![\d/]|\.\d)"), "m_y"),
-]
-# German-only partial dates; in English text "3.2019" or "1.2." are more likely numbers.
-_DATE_PATTERNS_DE: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?<![\w./])(0?[1-9]|1[0-2])\.((?:18|19|20)\d{2})(?![\d/]|\.\d)"), "m_y"),
-    (re.compile(r"(?<![\w.])(\d{1,2})\.(\d{1,2})\.(?![\d])"), "d_m"),
-]
-
-
-def _ymd(y: int, m: int, d: int) -> str | None:
-    try:
-        return dt.date(y, m, d).strftime("%Y%m%d")
-    except ValueError:
-        return None
-
-
-def _years(raw: str) -> list[int]:
-    if len(raw) == 4:
-        return [int(raw)]
-    yy = int(raw)
-    return [1900 + yy, 2000 + yy]
-
-
-def _month(word: str) -> int | None:
-    return _MONTH_OF.get(word.casefold().rstrip("."))
-
-
-def _candidates(kind: str, g: tuple[str, ...]) -> list[str] | None:
-    """YYYYMMDD readings of a match; [] for a valid partial date; None when no date."""
-    out: list[str | None] = []
-    if kind == "dmy":
-        out = [_ymd(y, int(g[1]), int(g[0])) for y in _years(g[2])]
-    elif kind == "ymd" or kind == "compact":
-        out = [_ymd(int(g[0]), int(g[1]), int(g[2]))]
-    elif kind == "slash":
-        for y in _years(g[2]):
-            out += [_ymd(y, int(g[0]), int(g[1])), _ymd(y, int(g[1]), int(g[0]))]
-    elif kind == "d_month_y":
-        m = _month(g[1])
-        out = [_ymd(int(g[2]), m, int(g[0]))] if m else []
-    elif kind == "month_d_y":
-        m = _month(g[0])
-        out = [_ymd(int(g[2]), m, int(g[1]))] if m else []
-    elif kind == "month_y":
-        return [] if _month(g[0]) else None
-    elif kind == "d_month":
-        return [] if _month(g[1]) and 1 <= int(g[0]) <= 31 else None
-    elif kind == "m_y":
-        return []
-    elif kind == "d_m":
-        return [] if 1 <= int(g[0]) <= 31 and 1 <= int(g[1]) <= 12 else None
-    valid = [c for c in out if c]
-    return list(dict.fromkeys(valid)) if valid else None
-
-
-def find_dates(text: str, lang: str = "en") -> list[tuple[int, int, list[str]]]:
-    """Date-like strings: (start, end, YYYYMMDD readings; empty for a partial date)."""
-    found: list[tuple[int, int, list[str]]] = []
-    patterns = _DATE_PATTERNS + (_DATE_PATTERNS_DE if lang == "de" else [])
-    for pattern, kind in patterns:
-        for m in pattern.finditer(text):
-            if any(m.start() < e and m.end() > s for s, e, _ in found):
-                continue
-            cands = _candidates(kind, m.groups())
-            if cands is not None:
-                found.append((m.start(), m.end(), cands))
-    return sorted(found)
+# Connectives inside header values ("Radiologie am Schlossberg", "Hospital of Port Allen"):
+# as PHI they would blank every "am" and "of" of the report.
+_CONNECTIVES = frozenset(
+    "of the and for at in on to de la le du des del della di da van von vom zu zum zur der "
+    "die das den dem und für am an im auf st".split()
+)
+_MAX_PHRASE = 5
+_ADDR_NOT_SPECIFIC = frozenset(
+    "straße strasse str weg gasse allee platz street st road rd avenue ave lane ln drive "
+    "suite flat apt".split()
+)
 
 
 def normalize_date_value(value: str) -> str | None:
@@ -181,8 +155,9 @@ def normalize_date_value(value: str) -> str | None:
 def known_phi_hashes(secret: bytes, values: Mapping[str, Iterable[str]]) -> list[str]:
     """Typed keyed hashes of raw header values by type (NAME, ID, DATE, INST, ADDR).
 
-    Names, institutions and addresses are split into components at ``^`` and white space;
-    dates are normalised to YYYYMMDD; IDs are hashed whole and by white-space component.
+    Names, institutions and addresses are split into components at ``^``, ``,`` and white
+    space; dates are normalised to YYYYMMDD; IDs are hashed whole and by white-space
+    component.
     """
     out: set[str] = set()
     for kind, raw_values in values.items():
@@ -196,48 +171,30 @@ def known_phi_hashes(secret: bytes, values: Mapping[str, Iterable[str]]) -> list
                 if norm:
                     out.add(phi_hash(secret, "DATE", norm))
                 continue
-            parts = [p for p in re.split(r"[\^\s]+", value) if p]
+            parts = [p for p in re.split(r"[\^\s,]+", value) if p]
             if kind == "ID":
                 parts = [value.strip(), *parts]
+            elif kind in ("INST", "ADDR") and 1 < len(parts) <= _MAX_PHRASE:
+                # the whole phrase too: "Radiologie im Zentrum" has no specific word
+                out.add(phi_hash(secret, kind, "".join(parts)))
             for part in parts:
-                if len(normalize_token(part)) >= 2:
+                norm = normalize_token(part)
+                # name particles are kept: they count only beside a name (see _Known)
+                if len(norm) >= 2 and (kind in ("ID", "NAME") or norm not in _CONNECTIVES):
                     out.add(phi_hash(secret, kind, part))
     return sorted(out)
 
 
-# --- patterns without header knowledge ----------------------------------------------------
+# --- finding spans ------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_URL = re.compile(r"(?<!\w)(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
-_PHONE = re.compile(
-    r"(?<!\w)(?:(?:Tel(?:efon)?|Fax|Telefax|Mobil|Handy|Phone|Tel\.-Nr|Durchwahl|Pager)\.?"
-    r"\s*(?:Nr\.?)?\s*:?\s*)(\+?\(?\d[\d ()/.-]{4,}\d)",
-    re.IGNORECASE,
-)
-_INTL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}[ (]*\d[\d ()/.-]{5,}\d")
-_TITLE = (
-    r"(?:Herrn?|Frau|Fr\.|Hr\.|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.|Prof\.|Priv\.-Doz\.|"
-    r"med\.|dent\.|rer\.|nat\.|univ\.|Dipl\.-Med\.)"
-)
-_PARTICLE = r"(?:von|van|de|der|den|zu|zur|vom|la|le|di|du|ten)"
-_LOWER = "a-zäöüßéèáàçñ"
-_NAME_WORD = (
-    rf"(?:[A-ZÄÖÜ]\.|[A-ZÄÖÜ][{_LOWER}]*(?:['’-][A-ZÄÖÜ]?[{_LOWER}]+)+|[A-ZÄÖÜ][{_LOWER}]+"
-    r"|[A-ZÄÖÜ]{2}[A-ZÄÖÜ'’-]*[A-ZÄÖÜ])"
-)
-_SALUTATION = re.compile(
-    rf"(?<![\w.])(?P<title>(?:{_TITLE}[ \t]+)+)"
-    rf"(?P<name>(?:{_PARTICLE}[ \t]+)*{_NAME_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_NAME_WORD})?)"
-    r"(?![\w])"
-)
-# "Patient: Mustermann, Max" / "Name: ..." header lines copied into the report text
-_LABELLED_NAME = re.compile(
-    rf"(?<![\w.])(?:Patient(?:in)?|Pat\.|Name|Patientenname|Patient name|Patient's name)[ \t]*:[ \t]*"
-    rf"(?P<name>{_NAME_WORD}(?:[ \t]*,?[ \t]+(?:{_PARTICLE}[ \t]+)*{_NAME_WORD}){{0,2}})(?!\w)"
-)
 _WORD = re.compile(r"\w+(?:[-/.'’]\w+)*")
-_PLACEHOLDER = re.compile(r"\[[A-ZÄÖÜ_]+\]")
 _TRANSLIT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+_INITIAL_AFTER = re.compile(r"[ \t]*,?[ \t]*[A-ZÄÖÜ]\.(?:-[A-ZÄÖÜ]\.)?")
+_INITIAL_BEFORE = re.compile(r"[A-ZÄÖÜ]\.(?:-[A-ZÄÖÜ]\.)?[ \t]*$")
+_WORD_BEFORE = regex.compile(r"(?<![\w.-])(\p{Lu}\p{Ll}{1,11}) $")
+_HOUSE_NUMBER = re.compile(r"[ \t]+\d{1,4}(?:[ \t]?[a-z])?(?![\w,.]\d|\w)")
+_INST_WORD_AFTER = re.compile(r"[ \t-]+([A-ZÄÖÜ][\w'’]+)")
+_INST_WORD_BEFORE = re.compile(r"([A-ZÄÖÜ][\w'’]+)[ \t-]+$")
 
 
 def _variants(token: str) -> list[str]:
@@ -252,111 +209,296 @@ def _variants(token: str) -> list[str]:
     return out
 
 
-class _Scrubber:
-    def __init__(self, text: str, lang: str, known: set[str], secret: bytes | None):
-        self.text = text
-        self.lang = lang
-        self.places = PLACEHOLDERS["de" if lang == "de" else "en"]
+class _Known:
+    """Matches report tokens against the typed keyed hashes of header values."""
+
+    def __init__(self, known: set[str], secret: bytes):
         self.known = known
         self.secret = secret
-        self.counts: Counter[str] = Counter()
+        self._kinds: dict[str, tuple[str, ...]] = {}
+        probe = [phi_hash(secret, k, "probe").partition(":") for k in _KIND_PRIORITY]
+        # phi_hash keys the value only and prefixes the kind: one HMAC serves every kind
+        self._shared = all(
+            p[0] == k and p[2] == probe[0][2] for p, k in zip(probe, _KIND_PRIORITY, strict=True)
+        )
 
-    def _sub(self, spans: list[tuple[int, int, str]]) -> None:
-        """Replace non-overlapping (start, end, type) spans with placeholders."""
-        out, last = [], 0
-        for s, e, kind in sorted(spans):
-            if s < last:
-                continue
-            out.append(self.text[last:s])
-            out.append(self.places[kind])
-            self.counts[kind] += 1
-            last = e
-        out.append(self.text[last:])
-        self.text = "".join(out)
+    def _matching_kinds(self, variant: str) -> tuple[str, ...]:
+        key = normalize_token(variant)
+        if key not in self._kinds:
+            if self._shared:
+                digest = phi_hash(self.secret, _KIND_PRIORITY[0], variant).partition(":")[2]
+                kinds = tuple(k for k in _KIND_PRIORITY if f"{k}:{digest}" in self.known)
+            else:
+                kinds = tuple(
+                    k for k in _KIND_PRIORITY if phi_hash(self.secret, k, variant) in self.known
+                )
+            self._kinds[key] = kinds
+        return self._kinds[key]
 
-    def patterns(self) -> None:
-        spans = [(m.start(), m.end(), "EMAIL") for m in _EMAIL.finditer(self.text)]
-        spans += [(m.start(), m.end(), "URL") for m in _URL.finditer(self.text)]
-        self._sub(spans)
-        spans = [(m.start(1), m.end(1), "PHONE") for m in _PHONE.finditer(self.text)]
-        spans += [(m.start(), m.end(), "PHONE") for m in _INTL_PHONE.finditer(self.text)]
-        self._sub(spans)
-
-    def dates(self) -> None:
-        spans = []
-        for s, e, cands in find_dates(self.text, self.lang):
-            birth = self.secret is not None and any(
-                phi_hash(self.secret, "DATE", c) in self.known for c in cands
-            )
-            spans.append((s, e, "BIRTH_DATE" if birth else "DATE"))
-        self._sub(spans)
-
-    def _kind_of(self, token: str) -> str | None:
-        if self.secret is None or not self.known:
-            return None
+    def kind_of(self, token: str) -> tuple[str, bool] | None:
+        """The kind a token's hash is known as, and whether the match stands on its own
+        (a name particle such as "van", "de", "der" only counts next to a name)."""
         norm = normalize_token(token)
         if len(norm) < 2:
             return None
         for variant in _variants(token):
-            for kind in _KIND_PRIORITY:
-                if kind == "NAME" and norm in _NAME_STOPWORDS:
-                    continue
-                if phi_hash(self.secret, kind, variant) in self.known:
-                    return kind
+            for kind in self._matching_kinds(variant):
+                strength = self._eligible(kind, token, norm)
+                if strength is not None:
+                    return kind, strength
         return None
 
-    def known_tokens(self) -> None:
-        if self.secret is None or not self.known:
-            return
-        spans: list[tuple[int, int, str]] = []
-        held = [m.span() for m in _PLACEHOLDER.finditer(self.text)]
-        words = [
-            m
-            for m in _WORD.finditer(self.text)
-            if not any(a <= m.start() and m.end() <= b for a, b in held)
-        ]
+    @staticmethod
+    def _eligible(kind: str, token: str, norm: str) -> bool | None:
+        """True: a match; False: a match only beside a name; None: no match."""
+        if kind == "NAME":
+            if token.islower() and norm in _COMMON_LOWER:
+                return None
+            return norm not in _NAME_STOPWORDS and norm not in _CONNECTIVES
+        if norm in _CONNECTIVES:
+            return None
+        if kind == "ID":
+            # short header IDs (a StudyID "12") would blank every "12" in the text
+            return True if len(norm) >= 4 else None
+        if kind == "INST":
+            return None if norm in GENERIC_INST_FOLDED or norm in _NAME_STOPWORDS else True
+        if kind == "ADDR":
+            if norm.isdigit():
+                return True if len(norm) >= 4 else None
+            return None if norm in _ADDR_NOT_SPECIFIC else True
+        return True
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """Spans of the text whose tokens (or token groups) are known header values."""
+        words = list(_WORD.finditer(text))
+        strong: list[tuple[int, int, str]] = []
+        weak: list[tuple[int, int]] = []
         skip_until = -1
         for i, m in enumerate(words):
             if m.start() < skip_until:
                 continue
-            if i + 1 < len(words):
-                nxt = words[i + 1]
-                gap = self.text[m.end() : nxt.start()]
-                # an ID written with a space or dash inside ("4711 0815")
-                if (
-                    gap in (" ", "-", "/")
-                    and m.group(0)[-1:].isdigit()
-                    and nxt.group(0)[:1].isdigit()
-                ):
-                    kind = self._kind_of(m.group(0) + nxt.group(0))
-                    if kind is not None:
-                        spans.append((m.start(), nxt.end(), kind))
-                        skip_until = nxt.end()
-                        continue
-            kind = self._kind_of(m.group(0))
-            if kind is not None:
-                spans.append((m.start(), m.end(), kind))
+            group_end = self._id_group(text, words, i)
+            if group_end is not None:
+                strong.append((m.start(), group_end, "ID"))
+                skip_until = group_end
                 continue
-            for part in re.finditer(r"\w+", m.group(0)):
-                kind = self._kind_of(part.group(0))
+            parts = [(m.start(), m.end(), m.group(0))]
+            found = self.kind_of(m.group(0))
+            if found is None:
+                parts = [
+                    (m.start() + p.start(), m.start() + p.end(), p.group(0))
+                    for p in re.finditer(r"\w+", m.group(0))
+                ]
+            for s, e, token in parts:
+                found = self.kind_of(token)
+                if found is None:
+                    continue
+                kind, stands = found
+                if stands:
+                    strong.append((s, e, kind))
+                else:
+                    weak.append((s, e))
+        strong += self._phrases(text, words)
+        strong += _beside_names(text, weak, strong)
+        return [_extend(text, s, e, k) for s, e, k in strong]
+
+    def _id_group(self, text: str, words: list[re.Match[str]], i: int) -> int | None:
+        """End of a known ID written in 2 to 4 digit groups ("4711 0815", "485 777 3456")."""
+        if not words[i].group(0)[-1:].isdigit():
+            return None
+        joined = words[i].group(0)
+        best = None
+        for j in range(i + 1, min(i + 4, len(words))):
+            gap = text[words[j - 1].end() : words[j].start()]
+            if gap not in (" ", "-", "/") or not words[j].group(0)[:1].isdigit():
+                break
+            joined += words[j].group(0)
+            found = self.kind_of(joined)
+            if found is not None and found[0] == "ID":
+                best = words[j].end()
+        return best
+
+    def _phrases(self, text: str, words: list[re.Match[str]]) -> list[tuple[int, int, str]]:
+        """Runs of 2 to 5 words on one line whose joined form is a known INST/ADDR phrase."""
+        found = []
+        for i, first in enumerate(words):
+            if not first.group(0)[:1].isupper():
+                continue
+            for j in range(i + 1, min(i + _MAX_PHRASE, len(words))):
+                word = words[j].group(0)
+                if "\n" in text[words[j - 1].end() : words[j].start()]:
+                    break
+                if not (word[:1].isupper() or word[:1].isdigit() or word.lower() in _CONNECTIVES):
+                    break
+                if not (word[:1].isupper() or word[:1].isdigit()):
+                    continue
+                joined = "".join(w.group(0) for w in words[i : j + 1])
+                kind = next(
+                    (k for k in self._matching_kinds(joined) if k in ("INST", "ADDR")), None
+                )
                 if kind is not None:
-                    spans.append((m.start() + part.start(), m.start() + part.end(), kind))
-        self._sub(spans)
+                    found.append((first.start(), words[j].end(), kind))
+        return found
 
-    def salutations(self) -> None:
-        spans = [(m.start("name"), m.end("name"), "NAME") for m in _SALUTATION.finditer(self.text)]
-        spans += [
-            (m.start("name"), m.end("name"), "NAME") for m in _LABELLED_NAME.finditer(self.text)
-        ]
-        self._sub(spans)
 
-    def collapse(self) -> None:
-        """Join runs of one placeholder ("[NAME] [NAME]"); an address swallows its number."""
-        for place in set(self.places.values()):
-            p = re.escape(place)
-            self.text = re.sub(rf"{p}(?:[ \t]*,?[ \t]*{p})+", place, self.text)
-        addr = re.escape(self.places["ADDR"])
-        self.text = re.sub(rf"{addr}[ \t]+\d{{1,4}}[a-z]?(?!\w)", self.places["ADDR"], self.text)
+_NAME_GAP = re.compile(r"[ \t]*,?[ \t]*|-")
+
+
+def _beside_names(
+    text: str, weak: list[tuple[int, int]], strong: list[tuple[int, int, str]]
+) -> list[tuple[int, int, str]]:
+    """Header name particles ("von der", "Van An", "de la") that touch a known name."""
+    names = [(s, e) for s, e, k in strong if k == "NAME"]
+    accepted: list[tuple[int, int, str]] = []
+    changed = True
+    pending = sorted(weak)
+    while changed and pending:
+        changed = False
+        for span in list(pending):
+            s, e = span
+            touches = any(
+                _NAME_GAP.fullmatch(text[e:ns]) or _NAME_GAP.fullmatch(text[ne:s])
+                for ns, ne in names
+                if ns >= e or ne <= s
+            )
+            if touches:
+                names.append(span)
+                accepted.append((s, e, "NAME"))
+                pending.remove(span)
+                changed = True
+    return accepted
+
+
+def _generic_inst(word: str) -> bool:
+    return word.casefold() in GENERIC_INST_FOLDED
+
+
+def _extend(text: str, s: int, e: int, kind: str) -> tuple[int, int, str]:
+    """Widen a header match by what belongs to it: initials, generic institution words, the
+    house number after a street."""
+    if kind == "NAME":
+        after = _INITIAL_AFTER.match(text, e)
+        if after:
+            e = after.end()
+        before = _INITIAL_BEFORE.search(text[max(0, s - 8) : s])
+        if before:
+            s -= len(before.group(0))
+        else:
+            # a capitalised word right before a known surname is most likely a first name
+            # ("Sven Klein" when the header knows "Klein")
+            word = _WORD_BEFORE.search(text, max(0, s - 16), s)
+            if word and not presidio_engine.is_not_name(word.group(1)):
+                s = word.start()
+    elif kind == "INST":
+        while (m := _INST_WORD_AFTER.match(text, e)) and _generic_inst(m.group(1)):
+            e = m.end()
+        while (m := _INST_WORD_BEFORE.search(text[max(0, s - 40) : s])) and _generic_inst(
+            m.group(1)
+        ):
+            s -= len(m.group(0))
+    elif kind == "ADDR":
+        m = _HOUSE_NUMBER.match(text, e)
+        if m:
+            e = m.end()
+    return s, e, kind
+
+
+def _pattern_spans(
+    text: str, lang: str, known: set[str], secret: bytes | None
+) -> list[tuple[int, int, str]]:
+    readings = {(s, e): cands for s, e, cands in find_dates(text, lang)}
+    out = []
+    for s, e, kind in presidio_engine.analyze(text, lang):
+        if kind == "DATE":
+            cands = readings.get((s, e), [])
+            birth_year = re.fullmatch(r"\d{4}", text[s:e]) is not None
+            if birth_year or (
+                secret is not None and any(phi_hash(secret, "DATE", c) in known for c in cands)
+            ):
+                kind = "BIRTH_DATE"
+        out.append((s, e, kind))
+    return out
+
+
+def _merge(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping spans become one (the longest member's kind, then _MERGE_PRIORITY);
+    neighbours of one kind with only blanks or a comma between become one."""
+    rank = {k: i for i, k in enumerate(_MERGE_PRIORITY)}
+    clusters: list[list[tuple[int, int, str]]] = []
+    for span in sorted(spans):
+        if clusters and span[0] < max(e for _, e, _ in clusters[-1]):
+            clusters[-1].append(span)
+        else:
+            clusters.append([span])
+    merged: list[tuple[int, int, str]] = []
+    for cluster in clusters:
+        s = min(x[0] for x in cluster)
+        e = max(x[1] for x in cluster)
+        best = min(cluster, key=lambda x: (-(x[1] - x[0]), rank.get(x[2], len(rank))))
+        kind = best[2]
+        if (
+            merged
+            and merged[-1][2] == kind
+            and re.fullmatch(r"[ \t]*,?[ \t]*", text[merged[-1][1] : s])
+        ):
+            merged[-1] = (merged[-1][0], e, kind)
+        else:
+            merged.append((s, e, kind))
+    return merged
+
+
+# --- the scrubber -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScrubResult:
+    """A scrubbed text, the replacement counts by type, and the replaced spans.
+
+    ``spans`` are ``(start, end, kind)`` in the *original* text; they never leave the
+    process that scrubbed (they locate PHI). :func:`apply_spans` rebuilds ``text`` from them.
+    """
+
+    text: str
+    counts: dict[str, int]
+    spans: tuple[tuple[int, int, str], ...]
+
+
+def apply_spans(text: str, spans: Iterable[tuple[int, int, str]], lang: str) -> str:
+    """``text`` with each non-overlapping ``(start, end, kind)`` span replaced by the kind's
+    placeholder in ``lang``."""
+    places = PLACEHOLDERS["de" if lang == "de" else "en"]
+    out, last = [], 0
+    for s, e, kind in sorted(spans):
+        out.append(text[last:s])
+        out.append(places[kind])
+        last = e
+    out.append(text[last:])
+    return "".join(out)
+
+
+def scrub(
+    text: str,
+    known_phi: Iterable[str] | None = None,
+    secret: bytes | None = None,
+    lang: str = "en",
+) -> ScrubResult:
+    """De-identify one report text (``lang``: ``de`` or ``en``).
+
+    ``known_phi`` holds typed keyed hashes made with ``secret`` (see :func:`known_phi_hashes`);
+    without them only the header-independent recognizers run. Count keys: NAME, ID, DATE,
+    BIRTH_DATE (a date whose hash is a known DATE, or a year after a birth word), INST,
+    ADDR, EMAIL, URL, PHONE, AGE; one count per placeholder written.
+    """
+    known = set(known_phi or ())
+    if known and secret is None:
+        raise ValueError("known PHI hashes need the secret they were made with")
+    lang = "de" if lang == "de" else "en"
+    spans = _pattern_spans(text, lang, known, secret)
+    if known and secret is not None:
+        spans += _Known(known, secret).spans(text)
+    merged = _merge(text, spans)
+    counts = Counter(kind for _, _, kind in merged)
+    return ScrubResult(apply_spans(text, merged, lang), dict(sorted(counts.items())), tuple(merged))
 
 
 def scrub_known(
@@ -364,18 +506,8 @@ def scrub_known(
 ) -> tuple[str, dict[str, int]]:
     """De-identify a report text; returns (scrubbed text, counts of replacements by type).
 
-    ``known_phi`` holds typed keyed hashes made with ``secret`` (see :func:`known_phi_hashes`);
-    without them only the header-independent rules run (dates, salutation names, e-mail, URL,
-    labelled phone numbers). Count keys: NAME, ID, DATE, BIRTH_DATE (a date whose hash is a
-    known DATE), INST, ADDR, EMAIL, URL, PHONE.
+    The same as :func:`scrub` without the spans (the report stage and ``refrad report
+    analyze`` call this).
     """
-    known = set(known_phi or ())
-    if known and secret is None:
-        raise ValueError("known PHI hashes need the secret they were made with")
-    s = _Scrubber(text, lang, known, secret)
-    s.patterns()
-    s.dates()
-    s.known_tokens()
-    s.salutations()
-    s.collapse()
-    return s.text, dict(sorted(s.counts.items()))
+    result = scrub(text, known_phi, secret, lang)
+    return result.text, result.counts
