@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from refrad_builder.config import LLMConfig
-from refrad_builder.io import atomic_write_json, dumps, read_json
+from refrad_builder.io import atomic_write_bytes, dumps, read_json
 from refrad_builder.llm_answers import MODELS
 from refrad_builder.prompts import Prompt
 
@@ -75,7 +75,9 @@ class AnswerCache:
         return read_json(path)["answer"] if path.exists() else None
 
     def put(self, key: str, answer: dict[str, Any]) -> None:
-        atomic_write_json(self._path(key), {"answer": answer})
+        # No fsync: a cache entry lost in a crash is only asked again.
+        data = dumps({"answer": answer}).encode("utf-8")
+        atomic_write_bytes(self._path(key), data, durable=False)
 
 
 class LLMClient:
