@@ -1,9 +1,12 @@
 """Benchmarks with their baselines measured in the same run; prints ratios (ours / baseline).
 
-- volume: building the canonical volume of the real CT series (20 JPEG 2000 slices) vs a
-  plain pydicom read-and-decode of the same files.
+- volume (benchmarks/volume_vs_dcm2niix.py): building the canonical volume of the real CT
+  series (20 JPEG 2000 slices) and of a generated uncompressed series, against dcm2niix on
+  the same files (both writing NIfTI) and against a plain pydicom read-and-decode.
 - shards: writing deterministic WebDataset shards vs a plain ``tarfile`` write of the same
   bytes.
+- read: reading the demo shards through webdataset in a torch DataLoader (2 workers) vs plain
+  sequential ``tarfile`` + PIL (``read_speed.py``; skipped without torch, the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -15,13 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pydicom
+from volume_vs_dcm2niix import rows as volume_rows
+from volume_vs_dcm2niix import run as run_volume
 
-from refrad_builder.imaging.series_volume import read_series_canonical
 from refrad_builder.shardwriter import write_shards
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL_CT = ROOT / "refrad_builder" / "demo" / "data" / "real_ct" / "dicom"
 
 
 def best_of(fn, repeat: int = 5) -> float:
@@ -31,19 +31,6 @@ def best_of(fn, repeat: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
-
-
-def bench_volume() -> tuple[float, float]:
-    files = sorted(REAL_CT.iterdir())
-
-    def plain() -> None:
-        for f in files:
-            pydicom.dcmread(f).pixel_array  # noqa: B018 (decode is the point)
-
-    def ours() -> None:
-        read_series_canonical(files, "CT", min_slices=1, spacing_tolerance=0.2)
-
-    return best_of(ours), best_of(plain)
 
 
 def bench_shards() -> tuple[float, float]:
@@ -78,14 +65,30 @@ def bench_shards() -> tuple[float, float]:
         return best_of(ours), best_of(plain)
 
 
+def bench_read_rows() -> list[tuple[str, float, float, float]]:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("read benchmark skipped: torch is not installed (pip install '.[bench]')")
+        return []
+    from read_speed import bench_read  # benchmarks/ is on sys.path when run as a script
+
+    ours, base, _ = bench_read()
+    return [("shard read: DataLoader(2 workers) vs tarfile", ours, base, 1.0)]
+
+
 def main() -> None:
-    rows = [("volume build vs plain pydicom decode", *bench_volume(), 1.3)]
+    rows = volume_rows(run_volume())
     rows.append(("shard write vs plain tarfile", *bench_shards(), 1 / 0.8))
-    print(f"{'benchmark':42s} {'ours s':>8s} {'base s':>8s} {'ratio':>6s} {'target':>7s}")
+    rows += bench_read_rows()
+    print(f"{'benchmark':58s} {'ours s':>8s} {'base s':>8s} {'ratio':>6s} {'target':>7s}")
     for name, ours, base, target in rows:
         ratio = ours / base
+        if target is None:  # reported for information only
+            print(f"{name:58s} {ours:8.3f} {base:8.3f} {ratio:6.2f} {'-':>7s} info")
+            continue
         flag = "ok" if ratio <= target else "SLOW"
-        print(f"{name:42s} {ours:8.3f} {base:8.3f} {ratio:6.2f} {target:7.2f} {flag}")
+        print(f"{name:58s} {ours:8.3f} {base:8.3f} {ratio:6.2f} {target:7.2f} {flag}")
 
 
 if __name__ == "__main__":

@@ -82,9 +82,7 @@ def generate(
     ]
     linked = linked_sentences(sl, report, visible, max_sentences)
     mentioned = {m.class_name for s in linked for m in s.mentions if m.class_name in visible}
-    requests = [
-        Request(load_prompt("temporal", src), {"text": s.text}) for s in with_temporal[:2]
-    ]
+    requests = [Request(load_prompt("temporal", src), {"text": s.text}) for s in with_temporal[:2]]
     n_temporal = len(requests)
     caption = " ".join(s.text for s in linked)
     if caption:

@@ -1,9 +1,15 @@
-"""The ``slices`` stage: choose axial slices of a series, store them as lossless 16-bit PNGs
-with their uint8 label masks, and record windows and one union box per class.
+"""The ``slices`` stage: choose slices of a series, store them as lossless 16-bit PNGs with
+their uint8 label masks, and record windows and one union box per class.
 
-One item per series that has both a volume and a segmentation. Stored images are in the
-radiological display orientation of the canonical (L, P, S) volume: ``vol[:, :, k].T``,
-row 0 = anterior, column 0 = patient right.
+One item per series that has both a volume and a segmentation. Axial slices by default;
+``slices.planes`` adds coronal and sagittal reformats for near-isotropic volumes (largest
+voxel size at most ``slices.reformat_max_anisotropy`` times the smallest). Stored images are
+in the radiological display orientation of the canonical (L, P, S) volume (see
+:func:`refrad_builder.imaging.slicing.plane_slice`): axial ``vol[:, :, k].T`` with row 0
+anterior and column 0 the patient's right; coronal with the head at the top and the
+patient's right on the left; sagittal with the head at the top and anterior on the left.
+Each plane gets its own budget of ``max_slices_per_series``; report image references only
+apply to axial slices (the acquired images).
 """
 
 from __future__ import annotations
@@ -13,11 +19,19 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy import LabelSchema, schema
 from refrad_builder.config import stable_hash
 from refrad_builder.imaging.boxes import union_boxes
 from refrad_builder.imaging.png import encode_png
-from refrad_builder.imaging.slicing import body_slices, choose_slices, label_areas
+from refrad_builder.imaging.slicing import (
+    ChosenSlice,
+    body_slices,
+    choose_slices,
+    label_areas,
+    plane_pixel_spacing,
+    plane_slice,
+    reformat_allowed,
+)
 from refrad_builder.imaging.windows import percentile_window
 from refrad_builder.io import atomic_write_bytes
 from refrad_builder.ledger import Ledger
@@ -112,7 +126,7 @@ class SlicesStage(Stage):
     """Choose slices per series; write image/mask PNGs; emit one SliceRecord per slice."""
 
     name = "slices"
-    version = "1"
+    version = "2"
     consumes = ("volume", "segment", "report")
     config_section = "slices"
     resources = Resources(cpus=1.0, memory_gb=2.0)
@@ -186,72 +200,98 @@ class SlicesStage(Stage):
             return Drop("unknown_labels", f"{len(unknown)} ids outside {label_schema.version}")
 
         slope, intercept = storage_params(image, vol.units)
-        chosen = choose_slices(
-            areas,
-            body=body_slices(image, vol.units),
-            instance_numbers=vol.instance_numbers,
-            series_number=vol.series_number,
-            refs=item.payload.get("refs", []),
-            mentioned=item.payload.get("mentioned", []),
-            schema=label_schema,
-            max_slices=cfg.max_slices_per_series,
-            coverage_neighbors=cfg.coverage_neighbors,
-            min_area=cfg.min_box_area_px,
-        )
-        if not chosen:
-            return Drop("no_slices", "no referenced, labelled or body slice")
-
-        pixel_spacing = (float(vol.spacing[1]), float(vol.spacing[0]))
-        blobs = self.out_dir / "blobs"
-        records = []
-        for choice in chosen:
-            k = choice.index
-            sid = slice_id(vol.series_id, "axial", k)
-            stored = np.ascontiguousarray(to_stored(image[:, :, k], slope, intercept).T)
-            mask = np.ascontiguousarray(labels[:, :, k].T)
-            if vol.units == "HU":
-                windows = [
-                    Window(name=w.name, center=w.center, width=w.width) for w in cfg.ct_windows
-                ]
-            else:
-                center, width = percentile_window(stored, *cfg.mr_percentiles)
-                windows = [Window(name="percentile", center=center, width=width)]
-            image_name = f"{sid}_image.png"
-            mask_name = f"{sid}_mask.png"
-            atomic_write_bytes(blobs / image_name, encode_png(stored))
-            atomic_write_bytes(blobs / mask_name, encode_png(mask))
-            instance = vol.instance_numbers[k] if k < len(vol.instance_numbers) else None
-            records.append(
-                SliceRecord(
-                    slice_id=sid,
-                    series_id=vol.series_id,
-                    study_id=vol.study_id,
-                    patient_id=vol.patient_id,
-                    modality=vol.modality,
-                    plane="axial",
-                    index=k,
-                    series_number=vol.series_number,
-                    instance_number=instance,
-                    image_png=f"{self.name}/blobs/{image_name}",
-                    mask_png=f"{self.name}/blobs/{mask_name}",
-                    width=int(stored.shape[1]),
-                    height=int(stored.shape[0]),
-                    pixel_spacing=pixel_spacing,
-                    rescale_slope=slope,
-                    rescale_intercept=intercept,
-                    units=vol.units,
-                    windows=windows,
-                    boxes=union_boxes(mask, label_schema, cfg.min_box_area_px),
-                    reasons=list(choice.reasons),
-                    segmenter=seg.segmenter,
-                    segmenter_version=seg.segmenter_version,
-                    sex=vol.sex,
-                    age_years=vol.age_years,
-                    body_part=vol.body_part,
-                    contrast=vol.contrast,
-                )
+        planes = [
+            p
+            for p in dict.fromkeys(cfg.planes)
+            if p == "axial" or reformat_allowed(vol.spacing, cfg.reformat_max_anisotropy)
+        ]
+        if not planes:
+            return Drop("no_plane", "reformats need a near-isotropic volume")
+        records: list[SliceRecord] = []
+        for plane in planes:
+            plane_areas = areas if plane == "axial" else label_areas(labels, plane)
+            axial = plane == "axial"
+            chosen = choose_slices(
+                plane_areas,
+                body=body_slices(image, vol.units, plane),
+                instance_numbers=vol.instance_numbers if axial else (),
+                series_number=vol.series_number,
+                refs=item.payload.get("refs", []) if axial else (),
+                mentioned=item.payload.get("mentioned", []),
+                schema=label_schema,
+                max_slices=cfg.max_slices_per_series,
+                coverage_neighbors=cfg.coverage_neighbors,
+                min_area=cfg.min_box_area_px,
             )
+            for choice in chosen:
+                records.append(
+                    self._write_slice(
+                        vol, seg, image, labels, plane, choice, slope, intercept, label_schema
+                    )
+                )
+        if not records:
+            return Drop("no_slices", "no referenced, labelled or body slice")
         return records
+
+    def _write_slice(
+        self,
+        vol: VolumeRecord,
+        seg: SegmentRecord,
+        image: np.ndarray,
+        labels: np.ndarray,
+        plane: str,
+        choice: ChosenSlice,
+        slope: float,
+        intercept: float,
+        label_schema: LabelSchema,
+    ) -> SliceRecord:
+        """Store one chosen slice's image and mask PNGs; return its record."""
+        cfg = self.cfg
+        k = choice.index
+        sid = slice_id(vol.series_id, plane, k)
+        stored = np.ascontiguousarray(to_stored(plane_slice(image, plane, k), slope, intercept))
+        mask = np.ascontiguousarray(plane_slice(labels, plane, k))
+        if vol.units == "HU":
+            windows = [Window(name=w.name, center=w.center, width=w.width) for w in cfg.ct_windows]
+        else:
+            center, width = percentile_window(stored, *cfg.mr_percentiles)
+            windows = [Window(name="percentile", center=center, width=width)]
+        blobs = self.out_dir / "blobs"
+        image_name = f"{sid}_image.png"
+        mask_name = f"{sid}_mask.png"
+        atomic_write_bytes(blobs / image_name, encode_png(stored))
+        atomic_write_bytes(blobs / mask_name, encode_png(mask))
+        instance = None
+        if plane == "axial" and k < len(vol.instance_numbers):
+            instance = vol.instance_numbers[k]
+        return SliceRecord(
+            slice_id=sid,
+            series_id=vol.series_id,
+            study_id=vol.study_id,
+            patient_id=vol.patient_id,
+            modality=vol.modality,
+            plane=plane,
+            index=k,
+            series_number=vol.series_number,
+            instance_number=instance,
+            image_png=f"{self.name}/blobs/{image_name}",
+            mask_png=f"{self.name}/blobs/{mask_name}",
+            width=int(stored.shape[1]),
+            height=int(stored.shape[0]),
+            pixel_spacing=plane_pixel_spacing(vol.spacing, plane),
+            rescale_slope=slope,
+            rescale_intercept=intercept,
+            units=vol.units,
+            windows=windows,
+            boxes=union_boxes(mask, label_schema, cfg.min_box_area_px),
+            reasons=list(choice.reasons),
+            segmenter=seg.segmenter,
+            segmenter_version=seg.segmenter_version,
+            sex=vol.sex,
+            age_years=vol.age_years,
+            body_part=vol.body_part,
+            contrast=vol.contrast,
+        )
 
 
 STAGE = SlicesStage

@@ -3,6 +3,12 @@
 Reads only the de-identified files written by ``deid``. One item per series; the volume is
 written to ``volume/blobs/<series_id>.nii.gz`` in the canonical LPS voxel order (see
 :mod:`refrad_builder.imaging.orientation`), CT in Hounsfield units.
+
+Series assembly (single-frame and enhanced multi-frame files, localizers, mixed orientations,
+duplicates, gaps, uneven spacing, gantry tilt) is :mod:`refrad_builder.imaging.series_volume`.
+The record's ``skipped`` counts the images left out by reason; a volume whose voxels were
+interpolated also carries ``resampled:<why>: 1`` (``uneven_spacing``, ``gantry_tilt``), so
+every repair stays visible downstream.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ class VolumeStage(Stage):
     """Decode, sort and orient one series; write it as NIfTI."""
 
     name: ClassVar[str] = "volume"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     consumes: ClassVar[tuple[str, ...]] = ("deid",)
     resources: ClassVar[Resources] = Resources(cpus=1.0, memory_gb=4.0)
 
@@ -55,6 +61,9 @@ class VolumeStage(Stage):
         target = self.out_dir / "blobs" / f"{series.series_id}.nii.gz"
         write_nifti(target, vol.data, vol.affine, dtype=storage_dtype(vol.data))
         shape = vol.data.shape
+        skipped = dict(vol.skipped)
+        for why in vol.resampled:
+            skipped[f"resampled:{why}"] = 1
         return VolumeRecord(
             series_id=series.series_id,
             study_id=series.study_id,
@@ -71,7 +80,7 @@ class VolumeStage(Stage):
             age_years=series.age_years,
             body_part=series.body_part,
             contrast=series.contrast,
-            skipped=dict(sorted(vol.skipped.items())),
+            skipped=dict(sorted(skipped.items())),
         )
 
 

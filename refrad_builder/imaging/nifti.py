@@ -51,7 +51,8 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype=None) ->
     arr = np.asarray(data)
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
-    img = nib.Nifti1Image(np.ascontiguousarray(arr), np.asarray(affine, dtype=float))
+    # nibabel writes Fortran order itself; forcing C order first would copy twice.
+    img = nib.Nifti1Image(arr, np.asarray(affine, dtype=float))
     img.header.set_data_dtype(arr.dtype)
     img.header.set_xyzt_units("mm", "sec")
     img.set_sform(np.asarray(affine, dtype=float), code=1)

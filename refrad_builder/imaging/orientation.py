@@ -67,16 +67,22 @@ def canonical_geometry(
     return (new_shape[0], new_shape[1], new_shape[2]), new_affine
 
 
-def to_canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def to_canonical(
+    data: np.ndarray, affine: np.ndarray, order: str = "C"
+) -> tuple[np.ndarray, np.ndarray]:
     """Reorder/flip the first three axes of ``data`` into the canonical LPS voxel order.
 
-    Returns a C-contiguous array and the matching voxel->RAS affine; voxel values and
-    their world positions are unchanged (a pure permutation, never an interpolation).
+    Returns a contiguous array (C order, or Fortran order, NIfTI's own, with
+    ``order="F"``: no copy when the data already lie that way) and the matching voxel->RAS
+    affine; voxel values and their world positions are unchanged (a pure permutation, never
+    an interpolation).
     """
     affine = np.asarray(affine, dtype=float)
     ornt = canonical_transform(affine)
     out = apply_orientation(np.asarray(data), ornt)
     new_affine = affine @ inv_ornt_aff(ornt, np.asarray(data).shape[:3])
+    if order == "F":
+        return np.asfortranarray(out), new_affine
     return np.ascontiguousarray(out), new_affine
 
 

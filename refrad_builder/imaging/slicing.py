@@ -1,10 +1,16 @@
-"""Which axial slices of a series become 2D samples.
+"""Which slices of a series become 2D samples, and how each plane is displayed.
 
 Priority: (1) slices the report references ("Se 3/Bi 142"), (2) organ coverage: for each
 class, the slice where it is largest (classes the report mentions first, then the rest by
 volume), optionally with neighbours, (3) uniform fill over the slices that hold the body or
 any label, spread by farthest-point sampling. The cap applies in that order; the result is
 sorted by slice index, each slice with every reason that chose it.
+
+Planes of a canonical (L, P, S) volume and their radiological display (row 0 at the top):
+
+* axial ``vol[:, :, k]``: anterior at the top, patient right on the image's left;
+* coronal ``vol[:, j, :]``: superior at the top, patient right on the image's left;
+* sagittal ``vol[i, :, :]``: superior at the top, anterior on the image's left.
 """
 
 from __future__ import annotations
@@ -21,36 +27,83 @@ UNIFORM = "uniform"
 N_LABELS = 256
 CT_BODY_HU = -500.0
 BODY_MIN_FRACTION = 0.01
+PLANES = ("axial", "coronal", "sagittal")
+# The canonical volume axis each plane's slices are taken along.
+PLANE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
 @dataclass(frozen=True)
 class ChosenSlice:
-    """An axial slice index ``k`` and why it was chosen (in the order the reasons arose)."""
+    """A slice index along the plane's axis and why it was chosen (in the order the reasons
+    arose)."""
 
     index: int
     reasons: tuple[str, ...]
 
 
-def label_areas(labels: np.ndarray) -> np.ndarray:
-    """Pixel count per axial slice and label: int64 array (K, 256) of a (I, J, K) uint8 map."""
+def _plane_axis(plane: str) -> int:
+    if plane not in PLANE_AXIS:
+        raise ValueError(f"unknown plane {plane!r}; planes: {', '.join(PLANES)}")
+    return PLANE_AXIS[plane]
+
+
+def _slab(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """``volume``'s slice ``index`` along ``axis`` as a view (np.take would copy)."""
+    return volume[(slice(None),) * axis + (index,)]
+
+
+def plane_slice(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """One slice of a canonical (L, P, S) volume as a 2D image in radiological display.
+
+    Axial: rows run anterior -> posterior, columns patient right -> left. Coronal: rows
+    superior -> inferior, columns patient right -> left. Sagittal: rows superior -> inferior,
+    columns anterior -> posterior. A view, not a copy.
+    """
+    axis = _plane_axis(plane)
+    if axis == 2:
+        return volume[:, :, index].T
+    # k grows superior: reversing it puts the head at row 0.
+    if axis == 1:
+        return volume[:, index, ::-1].T
+    return volume[index, :, ::-1].T
+
+
+def plane_pixel_spacing(spacing: tuple[float, float, float], plane: str) -> tuple[float, float]:
+    """(row spacing, column spacing) in mm of a plane's images, from the volume's (i, j, k)."""
+    si, sj, sk = (float(s) for s in spacing)
+    return {"axial": (sj, si), "coronal": (sk, si), "sagittal": (sk, sj)}[plane]
+
+
+def reformat_allowed(spacing: tuple[float, float, float], max_anisotropy: float) -> bool:
+    """Whether a volume is near-isotropic enough for coronal/sagittal reformats: its largest
+    voxel size is at most ``max_anisotropy`` times its smallest."""
+    sizes = [float(s) for s in spacing]
+    return min(sizes) > 0 and max(sizes) / min(sizes) <= max_anisotropy
+
+
+def label_areas(labels: np.ndarray, plane: str = "axial") -> np.ndarray:
+    """Pixel count per slice of ``plane`` and label: int64 (N, 256) of an (I, J, K) uint8 map."""
     if labels.ndim != 3:
         raise ValueError(f"expected a 3D label volume, got shape {labels.shape}")
     if labels.dtype != np.uint8:
         raise ValueError(f"expected uint8 labels, got {labels.dtype}")
-    out = np.zeros((labels.shape[2], N_LABELS), dtype=np.int64)
+    axis = _plane_axis(plane)
+    n = labels.shape[axis]
+    out = np.zeros((n, N_LABELS), dtype=np.int64)
     # Per-slice bincount keeps memory at one slice instead of an int64 copy of the volume.
-    for k in range(labels.shape[2]):
-        out[k] = np.bincount(labels[:, :, k].ravel(), minlength=N_LABELS)
+    for k in range(n):
+        out[k] = np.bincount(_slab(labels, axis, k).ravel(), minlength=N_LABELS)
     return out
 
 
-def body_slices(image: np.ndarray, units: str) -> np.ndarray:
-    """Bool (K,): axial slices where at least 1 % of the pixels look like body.
+def body_slices(image: np.ndarray, units: str, plane: str = "axial") -> np.ndarray:
+    """Bool (N,): slices of ``plane`` where at least 1 % of the pixels look like body.
 
     CT: HU above -500. MR (arbitrary units): above 10 % of the volume's 99th percentile.
     """
     if image.ndim != 3:
         raise ValueError(f"expected a 3D volume, got shape {image.shape}")
+    axis = _plane_axis(plane)
     if units == "HU":
         threshold = CT_BODY_HU
     else:
@@ -59,10 +112,12 @@ def body_slices(image: np.ndarray, units: str) -> np.ndarray:
         sample = image[::step, ::step, ::step]
         p99 = float(np.percentile(sample, 99)) if sample.size else 0.0
         if p99 <= 0:
-            return np.zeros(image.shape[2], dtype=bool)
+            return np.zeros(image.shape[axis], dtype=bool)
         threshold = 0.1 * p99
-    per_slice = image.shape[0] * image.shape[1]
-    counts = np.array([np.count_nonzero(image[:, :, k] > threshold) for k in range(image.shape[2])])
+    per_slice = image.size // max(image.shape[axis], 1)
+    counts = np.array(
+        [np.count_nonzero(_slab(image, axis, k) > threshold) for k in range(image.shape[axis])]
+    )
     return counts >= max(1, int(np.ceil(BODY_MIN_FRACTION * per_slice)))
 
 
@@ -147,7 +202,7 @@ def choose_slices(
     coverage_neighbors: int = 0,
     min_area: int = 1,
 ) -> list[ChosenSlice]:
-    """Choose up to ``max_slices`` axial slices; sorted by index, with their reasons.
+    """Choose up to ``max_slices`` slices; sorted by index, with their reasons.
 
     ``areas`` is :func:`label_areas` of the label volume, ``body`` an optional per-slice flag
     from :func:`body_slices`. Coverage picks, per class, the first slice of largest area
