@@ -5,6 +5,8 @@
   the same files (both writing NIfTI) and against a plain pydicom read-and-decode.
 - shards: writing deterministic WebDataset shards vs a plain ``tarfile`` write of the same
   bytes.
+- llm: the LLM client's throughput against a loopback server's own ceiling
+  (``llm_client.py``; target: at least 0.8 of the ceiling).
 - read: reading the demo shards through webdataset in a torch DataLoader (2 workers) vs plain
   sequential ``tarfile`` + PIL (``read_speed.py``; skipped without torch, the ``bench`` extra).
 """
@@ -81,6 +83,18 @@ def main() -> None:
     rows = volume_rows(run_volume())
     rows.append(("shard write vs plain tarfile", *bench_shards(), 1 / 0.8))
     rows += bench_read_rows()
+    from llm_client import REQUESTS, bench_client
+
+    achieved, ceiling = bench_client()
+    # as times for the same requests: ours at the achieved rate, the baseline at the ceiling
+    rows.append(
+        (
+            "LLM client vs server ceiling (same requests)",
+            REQUESTS / achieved,
+            REQUESTS / ceiling,
+            1.25,
+        )
+    )
     print(f"{'benchmark':58s} {'ours s':>8s} {'base s':>8s} {'ratio':>6s} {'target':>7s}")
     for name, ours, base, target in rows:
         ratio = ours / base
