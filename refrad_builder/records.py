@@ -336,3 +336,22 @@ class TextRecord(Record):
     sample: Sample
     image_png: str
     mask_png: str
+
+
+class RunSummary(Record):
+    """``summary.json``: the run manifest written with every set of shards."""
+
+    schema_version: str
+    samples: int
+    shards: int
+    by_split: dict[str, int]
+    by_modality: dict[str, int]
+    by_language: dict[str, int]
+    patients: int
+    studies: int
+    samples_with_boxes: int
+    grounded_captions: int
+    vqa_items: int
+    rejects: dict[str, int] = Field(description="stage:reason -> count")
+    files_left_out_of_series: dict[str, int] = Field(description="stage:reason -> count")
+    refrad2d_export: dict[str, int] | None = None

@@ -25,6 +25,7 @@ from refrad_builder.records import (
     IndexRow,
     Reject,
     ReportRecord,
+    RunSummary,
     Sample,
     ShardIndex,
 )
@@ -34,6 +35,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "index_row": IndexRow,
     "reject_row": Reject,
     "shard_index": ShardIndex,
+    "run_summary": RunSummary,
     "report_analysis": ReportRecord,
     "refrad2d_report_row": Refrad2DReportRow,
     "refrad2d_segment_index": Refrad2DSegmentIndex,

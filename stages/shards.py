@@ -16,7 +16,7 @@ from refrad_builder.io import (
     read_json,
 )
 from refrad_builder.ledger import Ledger
-from refrad_builder.records import SCHEMA_VERSION, TextRecord
+from refrad_builder.records import SCHEMA_VERSION, RunSummary, TextRecord
 from refrad_builder.shardwriter import write_shards
 from refrad_builder.stage import STAGE_ORDER, Stage, WorkItem
 
@@ -164,6 +164,7 @@ class ShardsStage(Stage):
         summary = self._summary(rows, rejects, shards)
         if self.cfg.export_refrad2d:
             summary["refrad2d_export"] = self._export(kept, target)
+        summary = RunSummary.model_validate(summary).model_dump(mode="json", exclude_none=True)
         atomic_write_json(target / "summary.json", summary)
         atomic_write_text(target / "summary.md", _summary_md(summary))
         atomic_write_json(

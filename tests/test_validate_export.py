@@ -82,3 +82,14 @@ def test_snippet_in_wrong_split_and_phi(good, tmp_path):
     data["Herr Mustermann, " + text] = ids
     target.write_text(json.dumps(data))
     assert _codes(out2) == {"phi_pattern_salutation_name"}
+
+
+def test_run_summary_is_checked(good, tmp_path):
+    out, _ = _copy(good, tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["samples"] += 1
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert _codes(out) == {"summary_mismatch"}
+    del summary["by_split"]
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert _codes(out) == {"summary_schema"}
