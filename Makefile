@@ -57,7 +57,18 @@ status: $(VENV)/.installed
 validate: $(VENV)/.installed
 	$(REFRAD) validate $(OUT)
 
-test: $(VENV)/.installed
+# System tools some tests use for real: tesseract (the OCR check of the burned-in policy)
+# and Chromium (the preview screenshot). Installed with apt when running as root.
+$(VENV)/.sysdeps: | $(VENV)/.installed
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; \
+	  command -v tesseract >/dev/null || missing="$$missing tesseract-ocr"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	fi
+	touch $@
+
+test: $(VENV)/.installed $(VENV)/.sysdeps
 	$(VENV)/bin/pytest -q
 
 test-llm: $(VENV)/.installed-llm

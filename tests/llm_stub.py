@@ -65,15 +65,16 @@ class StubServer:
 
 
 class CountingProxy:
-    """Forwards chat requests to a real server and counts them; ``cut()`` makes it refuse
-    (as a dead server would) until ``restore()``."""
+    """Forwards requests to a real server and counts the chat requests. ``on_request(n)`` runs
+    before the n-th one is forwarded (a test can kill the server there); when the server
+    cannot be reached the proxy drops the connection, as a dead server would."""
 
     def __init__(self, target: str):
         import urllib.request
 
         self.target = target.rstrip("/")
         self.count = 0
-        self.cut_after: int | None = None
+        self.on_request = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):

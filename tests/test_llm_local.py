@@ -22,15 +22,6 @@ from refrad_builder.runner import LocalExecutor, run_pipeline  # noqa: E402
 pytestmark = pytest.mark.llm
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("llm") / "server.log"
-    proc, url = start_llamacpp(n_ctx=2048, log=log, timeout_s=180)
-    yield url
-    proc.kill()
-    proc.wait()
-
-
 def _config(tmp_path, url):
     make_demo(tmp_path / "demo", studies=1, seed=5, include_real=False)
     return load_config(
@@ -56,32 +47,48 @@ def _accounting(cfg) -> tuple[int, int, int, int]:
     return st.planned, st.done, sum(st.dropped.values()), sum(st.failed.values())
 
 
-def test_real_server_accounting_cache_and_recovery(tmp_path, server, monkeypatch):
+def test_real_server_accounting_cache_and_recovery(tmp_path, monkeypatch):
     monkeypatch.setenv("REFRAD_SECRET", "llm-local-secret-0123456789")
-    with CountingProxy(server) as proxy:
-        cfg = _config(tmp_path, proxy.url)
-        # the server "dies" after 2 requests: the items it could not answer fail
-        proxy.cut_after = 2
-        run_pipeline(cfg, executor=LocalExecutor(), progress=lambda s: None)
-        planned, done, dropped, failed = _accounting(cfg)
-        assert planned > 0 and failed > 0
-        assert done + dropped + failed == planned
-        sent_while_cut = proxy.count
-        # it comes back: the next run completes the failed items
-        proxy.cut_after = None
-        run_pipeline(cfg, executor=LocalExecutor(), progress=lambda s: None)
-        planned, done, dropped, failed = _accounting(cfg)
-        assert done + dropped + failed == planned
-        assert failed == 0, "items still failing after the server came back"
-        assert proxy.count > sent_while_cut
-        print(
-            f"LLM accounting: requested {planned}, accepted {done}, dropped {dropped}, "
-            f"failed {failed}; requests sent {proxy.count}"
-        )
-        # an unchanged rerun of the text stage answers from the cache: zero requests
-        before = proxy.count
-        run_pipeline(
-            cfg, stages=["text"], force=["text"], executor=LocalExecutor(), progress=lambda s: None
-        )
-        assert proxy.count == before
-        assert _accounting(cfg)[3] == 0
+    log = tmp_path / "server.log"
+    server = {}
+    server["proc"], url = start_llamacpp(n_ctx=2048, log=log, timeout_s=180)
+    try:
+        with CountingProxy(url) as proxy:
+            cfg = _config(tmp_path, proxy.url)
+
+            def kill_on_third(n: int) -> None:
+                if n == 3:  # the server dies mid-run
+                    server["proc"].kill()
+                    server["proc"].wait()
+
+            proxy.on_request = kill_on_third
+            run_pipeline(cfg, executor=LocalExecutor(), progress=lambda s: None)
+            planned, done, dropped, failed = _accounting(cfg)
+            assert planned > 0 and failed > 0, "killing the server left no failed item"
+            assert done + dropped + failed == planned
+            sent_while_dead = proxy.count
+            # a new server: the next run completes exactly the failed items
+            proxy.on_request = None
+            server["proc"], proxy.target = start_llamacpp(n_ctx=2048, log=log, timeout_s=180)
+            run_pipeline(cfg, executor=LocalExecutor(), progress=lambda s: None)
+            planned, done, dropped, failed = _accounting(cfg)
+            assert done + dropped + failed == planned
+            assert failed == 0, "items still failing after the server came back"
+            assert proxy.count > sent_while_dead
+            print(
+                f"LLM accounting: requested {planned}, accepted {done}, dropped {dropped}, "
+                f"failed {failed}; chat requests sent {proxy.count}"
+            )
+            # an unchanged rerun of the text stage answers from the cache: zero requests
+            before = proxy.count
+            run_pipeline(
+                cfg,
+                stages=["text"],
+                force=["text"],
+                executor=LocalExecutor(),
+                progress=lambda s: None,
+            )
+            assert proxy.count == before
+            assert _accounting(cfg)[3] == 0
+    finally:
+        server["proc"].kill()
