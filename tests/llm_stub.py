@@ -83,11 +83,8 @@ class CountingProxy:
                 body = self.rfile.read(length) if length else None
                 if method == "POST":
                     proxy.count += 1
-                    if proxy.cut_after is not None and proxy.count > proxy.cut_after:
-                        self.send_response(503)
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
+                    if proxy.on_request is not None:
+                        proxy.on_request(proxy.count)
                 path = self.path[3:] if self.path.startswith("/v1") else self.path
                 req = urllib.request.Request(
                     proxy.target + path,
@@ -95,9 +92,13 @@ class CountingProxy:
                     method=method,
                     headers={"Content-Type": "application/json"},
                 )
-                with urllib.request.urlopen(req, timeout=600) as resp:
-                    data = resp.read()
-                    status = resp.status
+                try:
+                    with urllib.request.urlopen(req, timeout=600) as resp:
+                        data = resp.read()
+                        status = resp.status
+                except OSError:
+                    self.close_connection = True  # no answer at all, like a dead server
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
