@@ -554,15 +554,16 @@ def validate_dir(path: Path, languages: tuple[str, ...] = ("de", "en")) -> Valid
             if seen.patients_by_split[a] & seen.patients_by_split[b]:
                 report.add("split_leak", f"{_name(a)}/{_name(b)}")
     _check_tables(path, seen, report)
-    _check_summary(path, seen, report)
+    _check_summary(path, shard_index, report)
     from refrad_builder.validate_export import validate_export
 
     validate_export(path, report, lambda obj, where: _scan_phi(_strings(obj), where, report))
     return report
 
 
-def _check_summary(path: Path, seen: _Seen, report: ValidationReport) -> None:
-    """summary.json (the run manifest): schema, and its counts agree with the shards."""
+def _check_summary(path: Path, shard_index: dict, report: ValidationReport) -> None:
+    """summary.json (the run manifest): its schema, and its counts agree with shards.json
+    (what was read from the shards is checked against shards.json already)."""
     try:
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -571,9 +572,9 @@ def _check_summary(path: Path, seen: _Seen, report: ValidationReport) -> None:
     if _schema_locations(Draft202012Validator(load_schema("run_summary")).iter_errors(summary)):
         report.add("summary_schema", "summary.json")
         return
-    if summary["samples"] != len(seen.first_shard):
+    if summary["samples"] != sum(e["samples"] for e in shard_index["shards"]):
         report.add("summary_mismatch", "summary.json:samples")
-    if summary["shards"] != len(seen.listed):
+    if summary["shards"] != len(shard_index["shards"]):
         report.add("summary_mismatch", "summary.json:shards")
 
 

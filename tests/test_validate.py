@@ -74,6 +74,15 @@ class Folder:
 
     def write_meta(self, meta: dict) -> None:
         (self.path / "shards.json").write_text(json.dumps(meta))
+        # keep the run summary consistent with the rewritten shard index
+        summary = json.loads((self.path / "summary.json").read_text())
+        summary["samples"] = sum(
+            e["samples"]
+            for e in meta.get("shards", [])
+            if isinstance(e, dict) and isinstance(e.get("samples"), int)
+        )
+        summary["shards"] = len(meta.get("shards", []))
+        (self.path / "summary.json").write_text(json.dumps(summary))
 
     def names(self, split: str | None = None) -> list[str]:
         return [e["name"] for e in self.meta()["shards"] if split in (None, e["split"])]
