@@ -77,8 +77,19 @@ def generate(
     visible = rules_visible(sl, schema)
     src = report.language
     other = "en" if src == "de" else "de"
+    # only comparisons about this slice: a mentioned structure is visible, or it is referenced
     with_temporal = [
-        s for s in report.sentences if s.section in ("findings", "impression") and s.temporal
+        s
+        for s in report.sentences
+        if s.temporal
+        and s.section in ("findings", "impression")
+        and (
+            any(m.class_name in visible for m in s.mentions)
+            or any(
+                r.image == sl.instance_number and r.series in (-1, sl.series_number)
+                for r in s.image_refs
+            )
+        )
     ]
     linked = linked_sentences(sl, report, visible, max_sentences)
     mentioned = {m.class_name for s in linked for m in s.mentions if m.class_name in visible}
