@@ -3,7 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 REFRAD := $(VENV)/bin/refrad
-DEMO   ?= out/demo
+# The demo inputs carry planted fake PHI: they stay outside out/, which holds only outputs.
+DEMO   ?= demo-inputs
 WORK   ?= out/work
 OUT    ?= out/shards
 STUDIES ?= 4

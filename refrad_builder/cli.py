@@ -11,8 +11,8 @@ from pathlib import Path
 from refrad_builder.stage import STAGE_ORDER
 
 EPILOG = """examples:
-  refrad demo make out/demo --studies 4
-  refrad run --config out/demo/config.yaml
+  refrad demo make demo-inputs --studies 4
+  refrad run --config demo-inputs/config.yaml
   refrad run --config my.yaml --only segment
   refrad run --config my.yaml --from slices --force text
   refrad status --config my.yaml
