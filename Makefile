@@ -95,4 +95,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf out
+	rm -rf out demo-inputs
