@@ -21,3 +21,30 @@ def real_ct_dir(tmp_path: Path) -> Path:
     dst = tmp_path / "inputs" / "real_ct" / "series_1"
     shutil.copytree(REAL_CT / "dicom", dst)
     return tmp_path / "inputs"
+
+
+@pytest.fixture(scope="session")
+def small_demo_shards(tmp_path_factory) -> Path:
+    """Shards of a small demo run (4 slices per series, several shards per split). Shared
+    by several test files: read it, or copy it before changing anything."""
+    from refrad_builder.config import load_config
+    from refrad_builder.demo import make_demo
+    from refrad_builder.runner import LocalExecutor, run_pipeline
+
+    root = tmp_path_factory.mktemp("small_demo")
+    make_demo(root / "demo", studies=2)
+    cfg = load_config(
+        root / "demo" / "config.yaml",
+        [
+            f"work_dir={root / 'work'}",
+            f"out_dir={root / 'shards'}",
+            "execution.executor=local",
+            "slices.max_slices_per_series=4",
+            "shards.max_samples_per_shard=5",
+        ],
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        # this key gives the demo patients two splits
+        mp.setenv("REFRAD_SECRET", "validate-test-secret-0123456789abcdef")
+        run_pipeline(cfg, executor=LocalExecutor(), progress=lambda _line: None)
+    return root / "shards"

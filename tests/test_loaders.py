@@ -14,33 +14,13 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from refrad_builder.config import load_config
-from refrad_builder.demo import make_demo
 from refrad_builder.records import Sample
-from refrad_builder.runner import LocalExecutor, run_pipeline
-
-SECRET = "validate-test-secret-0123456789abcdef"  # gives the demo patients two splits
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    """The shard folder of a small demo run (several shards, at least two splits)."""
-    root = tmp_path_factory.mktemp("loaders")
-    make_demo(root / "demo", studies=2)
-    cfg = load_config(
-        root / "demo" / "config.yaml",
-        [
-            f"work_dir={root / 'work'}",
-            f"out_dir={root / 'shards'}",
-            "execution.executor=local",
-            "slices.max_slices_per_series=4",
-            "shards.max_samples_per_shard=5",
-        ],
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REFRAD_SECRET", SECRET)
-        run_pipeline(cfg, executor=LocalExecutor(), progress=lambda _line: None)
-    return root / "shards"
+def shards(small_demo_shards) -> Path:
+    """The shared small demo run's shard folder (see conftest)."""
+    return small_demo_shards
 
 
 @pytest.fixture(scope="module")

@@ -27,37 +27,18 @@ from PIL import Image
 
 from refrad_builder import grounding
 from refrad_builder.anatomy import schema as label_schema
-from refrad_builder.config import load_config
-from refrad_builder.demo import make_demo
 from refrad_builder.imaging.png import decode_png, encode_png
 from refrad_builder.records import Sample
-from refrad_builder.runner import LocalExecutor, run_pipeline
 from refrad_builder.shardwriter import tar_bytes
 from refrad_builder.validate import main, validate_dir
 
-SECRET = "validate-test-secret-0123456789abcdef"
 Samples = list[tuple[str, dict[str, bytes]]]
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Path:
-    """A shard folder from a real demo run (4 slices per series, several shards per split)."""
-    root = tmp_path_factory.mktemp("validate")
-    make_demo(root / "demo", studies=2)
-    cfg = load_config(
-        root / "demo" / "config.yaml",
-        [
-            f"work_dir={root / 'work'}",
-            f"out_dir={root / 'shards'}",
-            "execution.executor=local",
-            "slices.max_slices_per_series=4",
-            "shards.max_samples_per_shard=5",
-        ],
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REFRAD_SECRET", SECRET)
-        run_pipeline(cfg, executor=LocalExecutor(), progress=lambda _line: None)
-    return root / "shards"
+def good(small_demo_shards) -> Path:
+    """The shared small demo run's shard folder (see conftest)."""
+    return small_demo_shards
 
 
 class Folder:
