@@ -9,11 +9,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from volume_items import volume_item
 
 from refrad_builder.anatomy import schema
 from refrad_builder.config import RunConfig, SegmentConfig
 from refrad_builder.imaging import classical, precomputed
-from refrad_builder.imaging.nifti import read_nifti, write_nifti
+from refrad_builder.imaging.nifti import read_nifti
 from refrad_builder.imaging.orientation import orientation_codes, to_canonical
 from refrad_builder.ledger import Ledger
 from refrad_builder.records import DeidSeries, SegmentRecord, VolumeRecord
@@ -30,25 +31,7 @@ def _ctx(work: Path, **seg) -> StageContext:
     return StageContext(RunConfig(work_dir=work, demo=True, segment=SegmentConfig(**seg)))
 
 
-def _volume_item(work: Path, source: Path, series_id: str, modality: str) -> WorkItem:
-    """A volume record for a NIfTI test volume, written as the volume stage would."""
-    img = nib.load(source)
-    data, affine = to_canonical(np.asarray(img.dataobj), img.affine)
-    path = work / "volume" / "blobs" / f"{series_id}.nii.gz"
-    write_nifti(path, data, affine, dtype=data.dtype)
-    rec = VolumeRecord(
-        series_id=series_id,
-        study_id="st",
-        patient_id="p",
-        modality=modality,
-        nifti=path.relative_to(work).as_posix(),
-        shape=data.shape,
-        spacing=(3.0, 3.0, 3.0),
-        affine=affine.tolist(),
-        instance_numbers=[None] * data.shape[2],
-        units="HU" if modality == "CT" else "raw",
-    )
-    return WorkItem(id=series_id, payload=rec.model_dump(mode="json"), input_fingerprint="fp")
+_volume_item = volume_item
 
 
 def _real_volume_item(work: Path) -> WorkItem:

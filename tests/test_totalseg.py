@@ -26,16 +26,16 @@ pytest.importorskip(
 )
 
 from totalseg_tiny import build_tiny_weights  # noqa: E402
+from volume_items import volume_item
 
 from refrad_builder.anatomy import schema  # noqa: E402
 from refrad_builder.config import RunConfig, SegmentConfig  # noqa: E402
 from refrad_builder.imaging import totalseg  # noqa: E402
-from refrad_builder.imaging.nifti import read_nifti, write_nifti  # noqa: E402
-from refrad_builder.imaging.orientation import to_canonical  # noqa: E402
+from refrad_builder.imaging.nifti import read_nifti  # noqa: E402
 from refrad_builder.ledger import Ledger, item_fingerprint  # noqa: E402
-from refrad_builder.records import SegmentRecord, VolumeRecord  # noqa: E402
+from refrad_builder.records import SegmentRecord  # noqa: E402
 from refrad_builder.runner import run_item  # noqa: E402
-from refrad_builder.stage import Drop, StageContext, WorkItem  # noqa: E402
+from refrad_builder.stage import Drop, StageContext  # noqa: E402
 from stages.segment import SegmentStage  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -92,25 +92,7 @@ def _ctx(work: Path, **seg) -> StageContext:
     return StageContext(RunConfig(work_dir=work, demo=True, segment=SegmentConfig(**seg)))
 
 
-def _volume_item(work: Path, source: Path, series_id: str, modality: str) -> WorkItem:
-    """A canonical volume NIfTI and its record, as the volume stage writes them."""
-    img = nib.load(source)
-    data, affine = to_canonical(np.asarray(img.dataobj), img.affine)
-    path = work / "volume" / "blobs" / f"{series_id}.nii.gz"
-    write_nifti(path, data, affine, dtype=data.dtype)
-    rec = VolumeRecord(
-        series_id=series_id,
-        study_id="st",
-        patient_id="p",
-        modality=modality,
-        nifti=path.relative_to(work).as_posix(),
-        shape=data.shape,
-        spacing=(3.0, 3.0, 3.0),
-        affine=affine.tolist(),
-        instance_numbers=[None] * data.shape[2],
-        units="HU" if modality == "CT" else "raw",
-    )
-    return WorkItem(id=series_id, payload=rec.model_dump(mode="json"), input_fingerprint="fp")
+_volume_item = volume_item
 
 
 def _spy_predict(monkeypatch) -> list[tuple[nib.Nifti1Image, nib.Nifti1Image]]:
