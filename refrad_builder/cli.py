@@ -135,7 +135,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 
     if args.backend == "llamacpp":
         proc, url = llm_serve.start_llamacpp(
-            model=args.model, port=args.port, n_ctx=args.n_ctx, timeout_s=args.timeout
+            model=args.model, port=args.port, n_ctx=args.n_ctx, timeout_s=args.timeout or 120.0
         )
         print(f"llama.cpp server ready: set llm.url={url} llm.flavor=llamacpp (Ctrl-C stops it)")
         try:
@@ -144,19 +144,50 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
             proc.terminate()
             return 0
     if not args.model:
-        raise ValueError("--backend vllm needs --model (a model folder or name on the GPU node)")
-    actor, url = llm_serve.start_vllm_actor(str(args.model), args.gpus, args.port or 8000)
-    print(f"vLLM server ready: set llm.url={url} llm.flavor=vllm (Ctrl-C stops it)")
+        raise ValueError("--backend vllm needs --model (a model folder on the GPU node)")
+    import contextlib
+    import os
     import time
 
     import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
 
+    # The folder is read on the GPU node: send an absolute path, as the actor's cwd differs.
+    model = os.path.abspath(os.path.expanduser(args.model))
+    actor, url = llm_serve.start_vllm_actor(
+        model,
+        served_name=args.served_name,
+        num_gpus=args.gpus,
+        port=args.port or 8000,
+        max_num_seqs=args.max_num_seqs,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        timeout_s=args.timeout or 900.0,
+    )
+    log = ray.get(actor.log_path.remote())
+    print(
+        f"vLLM server ready: set llm.url={url} llm.flavor=vllm llm.model={args.served_name} "
+        f"(log on the GPU node: {log}; Ctrl-C stops it)",
+        flush=True,
+    )
+    interrupted = False
     try:
-        while True:
-            time.sleep(5)
+        while ray.get(actor.alive.remote()):
+            time.sleep(2)
     except KeyboardInterrupt:
-        ray.get(actor.stop.remote())
+        interrupted = True
+    except RayActorError:
+        pass
+    finally:
+        try:
+            with contextlib.suppress(RayActorError, GetTimeoutError):
+                ray.get(actor.stop.remote(), timeout=90)
+        finally:
+            ray.kill(actor, no_restart=True)
+    if interrupted:
         return 0
+    print(f"refrad: error: the vLLM server exited; see {log} on the GPU node", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,11 +284,26 @@ def build_parser() -> argparse.ArgumentParser:
         "actor with GPUs owns `vllm serve MODEL` (extra llm-vllm). Prints the llm.url to configure.",
     )
     q.add_argument("--backend", choices=["llamacpp", "vllm"], default="llamacpp")
-    q.add_argument("--model", help="GGUF path (llamacpp) or model folder/name (vllm)")
-    q.add_argument("--port", type=int)
-    q.add_argument("--n-ctx", type=int, default=2048)
-    q.add_argument("--gpus", type=float, default=1.0)
-    q.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    q.add_argument(
+        "--model",
+        help="GGUF path (llamacpp) or a model folder on the GPU node (vllm; never downloaded)",
+    )
+    q.add_argument("--port", type=int, help="default: a free port (llamacpp), 8000 (vllm)")
+    q.add_argument("--n-ctx", type=int, default=2048, help="llamacpp context length")
+    q.add_argument(
+        "--served-name",
+        default="local",
+        help="vllm: the model name clients send; the run config's llm.model (default: local)",
+    )
+    q.add_argument("--gpus", type=float, default=1.0, help="vllm: GPUs of the Ray actor")
+    q.add_argument("--max-num-seqs", type=int, help="vllm: concurrent sequences")
+    q.add_argument("--gpu-memory-utilization", type=float, help="vllm: GPU memory share")
+    q.add_argument("--max-model-len", type=int, help="vllm: context length")
+    q.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds to wait for readiness (default: 120 llamacpp, 900 vllm)",
+    )
     q.set_defaults(func=cmd_llm_serve)
     return parser
 

@@ -162,7 +162,10 @@ class LLMConfig(_Section):
     api_key_env: str = "REFRAD_LLM_API_KEY"
     timeout_s: float = 60.0
     max_retries: int = 3
-    concurrency: int = 8
+    concurrency: int = Field(default=8, description="requests in flight per text worker")
+    batch_slices: int = Field(
+        default=64, description="slices whose requests one text worker sends as one round"
+    )
     temperature: float = 0.0
     max_tokens: int = 512
 

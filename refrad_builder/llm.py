@@ -99,8 +99,7 @@ class LLMClient:
             max_retries=self.cfg.max_retries,
         )
 
-    async def _one(self, client, sem: asyncio.Semaphore, req: Request) -> dict[str, Any]:
-        key = self.cache.key(self.cfg.model, req.prompt, req.variables)
+    async def _one(self, client, sem: asyncio.Semaphore, req: Request, key: str) -> dict[str, Any]:
         cached = self.cache.get(key)
         if cached is not None:
             self.cache_hits += 1
@@ -128,10 +127,16 @@ class LLMClient:
 
     async def _many(self, requests: Sequence[Request]) -> list[dict[str, Any] | Exception]:
         sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
+        keys = [self.cache.key(self.cfg.model, r.prompt, r.variables) for r in requests]
+        # Slices of one study share sentences: an identical request is sent once per batch.
+        unique = dict(zip(keys, requests, strict=True))
         async with self._client() as client:
-            return await asyncio.gather(
-                *(self._one(client, sem, r) for r in requests), return_exceptions=True
+            answers = await asyncio.gather(
+                *(self._one(client, sem, r, k) for k, r in unique.items()),
+                return_exceptions=True,
             )
+        by_key = dict(zip(unique, answers, strict=True))
+        return [by_key[k] for k in keys]
 
     def complete_many(self, requests: Sequence[Request]) -> list[dict[str, Any] | Exception]:
         """Answers (or the exception of each failed request), in request order."""

@@ -63,14 +63,12 @@ def _where(exc: BaseException) -> str:
     return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
-def run_item(stage: Stage, item: WorkItem) -> dict[str, str]:
-    """Process one item and record its outcome in the stage's ledger."""
+def record_outcome(stage: Stage, item: WorkItem, out: object) -> dict[str, str]:
+    """Record one item's outcome (records, a Drop or an exception) in the stage's ledger."""
     ledger = Ledger(stage.out_dir)
-    try:
-        out = stage.process(item)
-    except Exception as exc:  # transient by contract: not marked done, retried next run
-        ledger.mark_error(item.id, item.fingerprint, type(exc).__name__, _where(exc))
-        return {"id": item.id, "outcome": "error", "reason": type(exc).__name__}
+    if isinstance(out, Exception):  # transient by contract: not marked done, retried next run
+        ledger.mark_error(item.id, item.fingerprint, type(out).__name__, _where(out))
+        return {"id": item.id, "outcome": "error", "reason": type(out).__name__}
     if isinstance(out, Drop):
         ledger.mark_drop(item.id, item.fingerprint, out.reason, out.detail)
         return {"id": item.id, "outcome": "drop", "reason": out.reason}
@@ -79,6 +77,23 @@ def run_item(stage: Stage, item: WorkItem) -> dict[str, str]:
         item.id, item.fingerprint, [r.model_dump(mode="json", by_alias=True) for r in records]
     )
     return {"id": item.id, "outcome": "ok", "reason": ""}
+
+
+def run_items(stage: Stage, items: list[WorkItem]) -> list[dict[str, str]]:
+    """Process a batch of items and record each outcome."""
+    try:
+        outs = stage.process_many(items)
+        if len(outs) != len(items):
+            raise RuntimeError(f"{stage.name}: {len(outs)} outcomes for {len(items)} items")
+    except Exception as exc:  # the batch as a whole failed: each item is a transient error
+        outs = [exc] * len(items)
+    return [record_outcome(stage, it, out) for it, out in zip(items, outs, strict=True)]
+
+
+def run_item(stage: Stage, item: WorkItem) -> dict[str, str]:
+    """Process one item and record its outcome in the stage's ledger."""
+    [result] = run_items(stage, [item])
+    return result
 
 
 class _Worker:
@@ -91,8 +106,8 @@ class _Worker:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {"id": [], "outcome": [], "reason": []}
-        for raw in batch["item"]:
-            result = run_item(self.stage, WorkItem(**json.loads(raw)))
+        items = [WorkItem(**json.loads(raw)) for raw in batch["item"]]
+        for result in run_items(self.stage, items):
             for k in out:
                 out[k].append(result[k])
         return out
@@ -109,7 +124,10 @@ class LocalExecutor:
         if not items:
             return []
         stage.setup()
-        return [run_item(stage, it) for it in items]
+        size = max(1, stage.batch_size())
+        return [
+            r for i in range(0, len(items), size) for r in run_items(stage, items[i : i + size])
+        ]
 
 
 class RayExecutor:
@@ -144,7 +162,7 @@ class RayExecutor:
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 64))
         args = (stage.name, cfg.model_dump_json(), stage.ctx.secret)
         n_cpu = int(ray.available_resources().get("CPU", 1)) or 1
-        common = {"batch_size": cfg.execution.batch_size, "num_cpus": res.cpus}
+        common = {"batch_size": max(1, stage.batch_size()), "num_cpus": res.cpus}
         if stage.actor_pool:
             gpus = getattr(stage.cfg, "gpus_per_worker", 0.0) or res.gpus
             ds = ds.map_batches(

@@ -125,6 +125,22 @@ class Stage:
         """Do one item. Write blobs atomically under ``self.out_dir``; return records."""
         raise NotImplementedError
 
+    def process_many(self, items: list[WorkItem]) -> list[list[Record] | Record | Drop | Exception]:
+        """Do a batch of items, one outcome per item in order; an exception in the list is
+        that item's transient error. The default does them one by one; a stage overrides it
+        to share work across items (one round of concurrent LLM requests for many slices)."""
+        out: list[list[Record] | Record | Drop | Exception] = []
+        for item in items:
+            try:
+                out.append(self.process(item))
+            except Exception as exc:  # transient by contract: only this item fails
+                out.append(exc)
+        return out
+
+    def batch_size(self) -> int:
+        """Items per batch handed to one worker call."""
+        return self.ctx.config.execution.batch_size
+
     def outputs_present(self, item: WorkItem) -> bool:
         """Whether a done item's outputs outside the work dir still exist (default: yes)."""
         return True

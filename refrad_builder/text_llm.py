@@ -1,29 +1,31 @@
-"""The LLM generator of the text stage: temporal rewrite, translation and VQA, all checked.
+"""The LLM generator of the text stage: temporal rewrite, translation, anatomy keywords and VQA.
 
 Rules still link report sentences to the slice and make the grounded captions (they need the
-exact mention spans); the model rewrites, translates and writes questions. Every answer is
-checked against the report and the slice before it is used: VQA only about structures that
-are visible in the slice *and* mentioned in the linked findings, closed answers from the
-language's yes/no, multiple-choice answers among their choices, text in the requested
-language. What fails the checks is left out and counted; a slice whose model output fails
-entirely is a drop with a reason, never an empty success.
+exact mention spans); the model rewrites, translates, finds anatomy the rules missed and writes
+questions. A slice is done in two steps so that a whole batch of slices shares one round of
+concurrent requests: :func:`prepare` lists the requests, :func:`finish` checks the answers
+(:mod:`refrad_builder.llm_checks`) and builds the products. What fails the checks is left out
+and counted; a slice whose model output fails entirely is a drop with a reason, never an empty
+success.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from refrad_builder.anatomy import LabelSchema
 from refrad_builder.llm import LLMClient, Request
+from refrad_builder.llm_checks import Findings, check_translation, check_vqa
 from refrad_builder.prompts import load_prompt
-from refrad_builder.records import ReportRecord, SliceRecord, VQAItem
-from refrad_builder.reports.language import detect_language
+from refrad_builder.records import Box, Mention, ReportRecord, Sentence, SliceRecord, VQAItem
+from refrad_builder.reports.mentions import find_mentions, states_condition
 from refrad_builder.reports.temporal import is_temporal
 from refrad_builder.text_rules import LANGS, TextProducts, linked_sentences, make_products
+from refrad_builder.text_rules import _ground_sentence as rules_ground
 from refrad_builder.text_rules import visible_classes as rules_visible
 
-YES_NO = {"en": {"Yes", "No"}, "de": {"Ja", "Nein"}}
-TASKS = ("temporal", "translate", "vqa")
+TASKS = ("temporal", "translate", "keywords", "vqa")
 
 
 class LLMRejected(Exception):
@@ -49,15 +51,208 @@ def prompt_ids(src: str) -> list[str]:
     return [
         load_prompt("temporal", src).key,
         load_prompt("translate", other).key,
+        load_prompt("keywords", src).key,
         *(load_prompt("vqa", lang).key for lang in LANGS),
     ]
 
 
-def _first(results, i):
-    """The i-th answer; a failed request's exception is raised (the item is retried)."""
-    if isinstance(results[i], Exception):
-        raise results[i]
-    return results[i]
+@dataclass
+class SlicePlan:
+    """One slice's rules products and the model requests that may upgrade them."""
+
+    sl: SliceRecord
+    base: TextProducts
+    src: str = "en"
+    linked: list[Sentence] = field(default_factory=list)
+    visible: dict[str, Box] = field(default_factory=dict)
+    facts: Findings | None = None
+    caption: str = ""
+    requests: list[Request] = field(default_factory=list)
+    # what each request is for: ("temporal", None), ("translate", None), ("keywords", i),
+    # ("vqa", lang)
+    purposes: list[tuple[str, Any]] = field(default_factory=list)
+
+    @property
+    def other(self) -> str:
+        return "en" if self.src == "de" else "de"
+
+    def ask(self, purpose: tuple[str, Any], task: str, lang: str, **variables: str) -> None:
+        self.purposes.append(purpose)
+        self.requests.append(Request(load_prompt(task, lang), variables))
+
+
+def _about_slice(s: Sentence, sl: SliceRecord, visible: dict[str, Box]) -> bool:
+    """A finding sentence whose structure is visible, or that references this image."""
+    return s.section in ("findings", "impression") and (
+        any(m.class_name in visible for m in s.mentions)
+        or any(
+            r.image == sl.instance_number and r.series in (-1, sl.series_number)
+            for r in s.image_refs
+        )
+    )
+
+
+def prepare(
+    sl: SliceRecord,
+    report: ReportRecord | None,
+    series_classes: list[str],
+    schema: LabelSchema,
+    max_sentences: int,
+    max_negatives: int,
+) -> SlicePlan:
+    """The rules products and the requests for one slice (none without a linked report)."""
+    base = make_products(sl, report, series_classes, schema, max_sentences, max_negatives)
+    plan = SlicePlan(sl, base)
+    if report is None:
+        return plan
+    plan.src = report.language
+    plan.visible = rules_visible(sl, schema)
+    plan.linked = linked_sentences(sl, report, plan.visible, max_sentences)
+    plan.facts = Findings.of(plan.linked, set(plan.visible))
+    plan.caption = " ".join(s.text for s in plan.linked)
+    # only comparisons about this slice are worth a model rewrite
+    temporal = [s for s in report.sentences if s.temporal and _about_slice(s, sl, plan.visible)]
+    for s in temporal[:2]:
+        plan.ask(("temporal", None), "temporal", plan.src, text=s.text)
+    if plan.caption:
+        plan.ask(("translate", None), "translate", plan.other, text=plan.caption)
+    # the series' classes (not the slice's) keep the request the same for every slice of a
+    # series, so the cache answers it once
+    allowed = ", ".join(series_classes)
+    for i, s in enumerate(plan.linked):
+        if allowed:
+            plan.ask(("keywords", i), "keywords", plan.src, classes=allowed, text=s.text)
+    if plan.facts.state and plan.caption:
+        for lang in LANGS:
+            names = ", ".join(
+                f"{n} ({schema.display(schema.by_name[n].id, lang)})"
+                for n in sorted(plan.facts.state)
+            )
+            plan.ask(("vqa", lang), "vqa", lang, visible=names, findings=plan.caption)
+    return plan
+
+
+def _keyword_mentions(
+    answer: dict, s: Sentence, lang: str, visible: dict[str, Box], schema: LabelSchema, reject
+) -> list[Mention]:
+    """Model mentions the rules did not find, checked: a known class, its words in the
+    sentence, words that name no finding or state, not contradicting the rules' reading of
+    those words, visible in the slice."""
+    ruled = {m.class_name for m in s.mentions}
+    out: list[Mention] = []
+    for found in answer["mentions"]:
+        cls, words = found["class"].strip(), found["keyword"].strip()
+        if cls not in schema.by_name:
+            reject("keywords_unknown_class")
+            continue
+        at = s.text.casefold().find(words.casefold()) if words else -1
+        if at < 0:
+            reject("keywords_not_in_sentence")
+            continue
+        if states_condition(words, lang):
+            reject("keywords_not_anatomy")  # "enlarged", "effusion", "unremarkable"
+            continue
+        by_rules = {m.class_name for m in find_mentions(words, lang)}
+        if by_rules and cls not in by_rules:
+            reject("keywords_class_mismatch")
+            continue
+        if cls in ruled or any(m.class_name == cls for m in out):
+            continue  # the rules found it already: nothing to add
+        if cls not in visible:
+            reject("keywords_not_visible")
+            continue
+        out.append(Mention(class_name=cls, abnormal=found["abnormal"], span=(at, at + len(words))))
+    return out
+
+
+def finish(plan: SlicePlan, results: list, schema: LabelSchema) -> LLMOutcome:
+    """Check the answers and build the products. A failed request's exception is raised (the
+    slice is retried next run); output that fails every check raises LLMRejected."""
+    if not plan.requests:
+        return LLMOutcome(plan.base, [])
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    rejected: dict[str, int] = {}
+
+    def reject(code: str) -> None:
+        rejected[code] = rejected.get(code, 0) + 1
+
+    src, other = plan.src, plan.other
+    captions = {lang: list(v) for lang, v in plan.base.captions.items()}
+    grounded = {lang: list(v) for lang, v in plan.base.grounded.items()}
+    vqa = list(plan.base.vqa)
+    added = 0
+    for (kind, ctx), answer in zip(plan.purposes, results, strict=True):
+        if kind == "temporal":
+            sentence = answer["sentence"].strip()
+            if not sentence:
+                continue
+            if is_temporal(sentence):
+                reject("temporal_rewrite_still_temporal")
+            else:
+                captions[src].append(sentence)
+                added += 1
+        elif kind == "translate":
+            translation = answer["translation"].strip()
+            problem = check_translation(plan.caption, src, translation, other)
+            if problem:
+                reject(problem)
+            else:
+                captions[other].insert(0, translation)
+                added += 1
+        elif kind == "keywords":
+            s = plan.linked[ctx]
+            extra = _keyword_mentions(answer, s, src, plan.visible, schema, reject)
+            if extra:
+                before = rules_ground(s, plan.visible, plan.sl)
+                after = rules_ground(
+                    s.model_copy(update={"mentions": s.mentions + extra}), plan.visible, plan.sl
+                )
+                if before in grounded[src]:
+                    grounded[src][grounded[src].index(before)] = after
+                else:
+                    grounded[src].insert(0, after)
+                added += 1
+        else:
+            for item in answer["items"]:
+                problem = check_vqa(item, ctx, plan.facts)
+                if problem:
+                    reject(problem)
+                    continue
+                kind_q = item["question_type"]
+                vqa.append(
+                    VQAItem(
+                        question=item["question"].strip(),
+                        answer=item["answer"].strip(),
+                        question_type=kind_q,
+                        choices=[c.strip() for c in item["choices"] if c.strip()]
+                        if kind_q == "multiple"
+                        else [],
+                        language=ctx,
+                        source="findings",
+                    )
+                )
+                added += 1
+    if added == 0:
+        raise LLMRejected(max(rejected, key=rejected.get) if rejected else "llm_output_empty")
+    used = [r.prompt.key for r in plan.requests]
+    return LLMOutcome(TextProducts(captions, grounded, vqa), list(dict.fromkeys(used)), rejected)
+
+
+def generate_many(client: LLMClient, plans: list[SlicePlan], schema: LabelSchema) -> list:
+    """One round of requests for a batch of slices; per slice an LLMOutcome or the exception
+    (LLMRejected, or a transient LLMUnavailable/LLMAnswerError)."""
+    results = client.complete_many([r for p in plans for r in p.requests])
+    out: list[LLMOutcome | Exception] = []
+    at = 0
+    for p in plans:
+        mine, at = results[at : at + len(p.requests)], at + len(p.requests)
+        try:
+            out.append(finish(p, mine, schema))
+        except Exception as exc:  # per slice: one slice's failure is not the batch's
+            out.append(exc)
+    return out
 
 
 def generate(
@@ -69,104 +264,9 @@ def generate(
     max_sentences: int,
     max_negatives: int,
 ) -> LLMOutcome:
-    """Rules products, upgraded by checked model output. Raises LLMUnavailable/LLMAnswerError
-    (transient: retried next run) or LLMRejected (permanent for this prompt version)."""
-    base = make_products(sl, report, series_classes, schema, max_sentences, max_negatives)
-    if report is None:
-        return LLMOutcome(base, [])
-    visible = rules_visible(sl, schema)
-    src = report.language
-    other = "en" if src == "de" else "de"
-    # only comparisons about this slice: a mentioned structure is visible, or it is referenced
-    with_temporal = [
-        s
-        for s in report.sentences
-        if s.temporal
-        and s.section in ("findings", "impression")
-        and (
-            any(m.class_name in visible for m in s.mentions)
-            or any(
-                r.image == sl.instance_number and r.series in (-1, sl.series_number)
-                for r in s.image_refs
-            )
-        )
-    ]
-    linked = linked_sentences(sl, report, visible, max_sentences)
-    mentioned = {m.class_name for s in linked for m in s.mentions if m.class_name in visible}
-    requests = [Request(load_prompt("temporal", src), {"text": s.text}) for s in with_temporal[:2]]
-    n_temporal = len(requests)
-    caption = " ".join(s.text for s in linked)
-    if caption:
-        requests.append(Request(load_prompt("translate", other), {"text": caption}))
-    vqa_at = len(requests)
-    if mentioned and caption:
-        for lang in LANGS:
-            names = ", ".join(
-                f"{n} ({schema.display(schema.by_name[n].id, lang)})" for n in sorted(mentioned)
-            )
-            requests.append(
-                Request(load_prompt("vqa", lang), {"visible": names, "findings": caption})
-            )
-    if not requests:
-        return LLMOutcome(base, [])
-    results = client.complete_many(requests)
-    rejected: dict[str, int] = {}
-
-    def reject(code: str) -> None:
-        rejected[code] = rejected.get(code, 0) + 1
-
-    captions = {lang: list(v) for lang, v in base.captions.items()}
-    for i in range(n_temporal):
-        sentence = _first(results, i)["sentence"].strip()
-        if not sentence:
-            continue
-        if is_temporal(sentence):
-            reject("temporal_rewrite_still_temporal")
-        else:
-            captions[src].append(sentence)
-    if caption:
-        translation = _first(results, n_temporal)["translation"].strip()
-        if len(translation.split()) >= 4 and detect_language(translation) != other:
-            reject("translation_wrong_language")
-        else:
-            captions[other].insert(0, translation)
-    vqa = list(base.vqa)
-    if vqa_at < len(requests):
-        for j, lang in enumerate(LANGS):
-            for item in _first(results, vqa_at + j)["items"]:
-                checked = _check_vqa(item, lang, mentioned, schema)
-                if isinstance(checked, str):
-                    reject(checked)
-                else:
-                    vqa.append(checked)
-    used = [r.prompt.key for r in requests]
-    produced_llm = sum(len(captions[lang]) - len(base.captions[lang]) for lang in LANGS) + (
-        len(vqa) - len(base.vqa)
-    )
-    if produced_llm == 0:
-        raise LLMRejected(max(rejected, key=rejected.get) if rejected else "llm_output_empty")
-    return LLMOutcome(TextProducts(captions, base.grounded, vqa), used, rejected)
-
-
-def _check_vqa(item: dict, lang: str, mentioned: set[str], schema: LabelSchema) -> VQAItem | str:
-    structure = item["structure"].strip()
-    if structure not in mentioned:
-        return "vqa_structure_not_visible_or_not_in_findings"
-    q, a, kind = item["question"].strip(), item["answer"].strip(), item["question_type"]
-    if len(q.split()) >= 4 and detect_language(q) != lang:
-        return "vqa_wrong_language"
-    if kind == "closed" and a not in YES_NO[lang]:
-        return "vqa_closed_answer_not_yes_no"
-    choices = [c.strip() for c in item["choices"] if c.strip()]
-    if kind == "multiple" and (a not in choices or not 3 <= len(choices) <= 4):
-        return "vqa_multiple_choice_inconsistent"
-    if kind != "multiple":
-        choices = []
-    return VQAItem(
-        question=q,
-        answer=a,
-        question_type=kind,
-        choices=choices,
-        language=lang,
-        source="findings",
-    )
+    """One slice on its own (tests, previews): :func:`prepare` + requests + :func:`finish`."""
+    plan = prepare(sl, report, series_classes, schema, max_sentences, max_negatives)
+    [outcome] = generate_many(client, [plan], schema)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome

@@ -27,6 +27,9 @@ T = {
         "caption": "{plane} {modality} image. Visible structures: {items}.",
         "caption_none": "{plane} {modality} image without segmented structures.",
         "grounded": "Visible structures: {items}.",
+        "summary": "Report findings: {items}.",
+        "summary_abnormal": "abnormal: {items}",
+        "summary_normal": "unremarkable: {items}",
         "present_q": 'Is the structure "{name}" visible in this image?',
         "yes": "Yes",
         "no": "No",
@@ -52,6 +55,9 @@ T = {
         "caption": "{plane} {modality}-Schnittbild. Sichtbare Strukturen: {items}.",
         "caption_none": "{plane} {modality}-Schnittbild ohne segmentierte Strukturen.",
         "grounded": "Sichtbare Strukturen: {items}.",
+        "summary": "Befund laut Bericht: {items}.",
+        "summary_abnormal": "auffällig: {items}",
+        "summary_normal": "unauffällig: {items}",
         "present_q": "Ist die Struktur „{name}“ in diesem Bild sichtbar?",
         "yes": "Ja",
         "no": "Nein",
@@ -215,6 +221,13 @@ def make_products(
             g = _ground_sentence(s, visible, sl)
             if g:
                 grounded[report.language].append(g)
+        other = "en" if report.language == "de" else "de"
+        summary = finding_summary(linked, other, schema)
+        if summary:
+            captions[other].append(summary)
+            summary_grounded = finding_summary(linked, other, schema, visible, sl)
+            if summary_grounded != summary:  # only when at least one structure is visible
+                grounded[other].append(summary_grounded)
 
     for lang in LANGS:
         t = T[lang]
@@ -361,6 +374,57 @@ _MEASURE = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:x\s*\d+(?:[.,]\d+)?\s*)?(?:mm|cm)
 MAX_FINDINGS_VQA = 5
 
 
+def _decimal(value: str, lang: str) -> str:
+    """A measurement with the target language's decimal separator (de: comma, en: point)."""
+    return re.sub(r"(\d)[.,](\d)", r"\1,\2" if lang == "de" else r"\1.\2", value)
+
+
+def finding_summary(
+    linked: list[Sentence],
+    lang: str,
+    schema: LabelSchema,
+    visible: dict[str, Box] | None = None,
+    sl: SliceRecord | None = None,
+) -> str | None:
+    """A rule-made translation of the linked findings: a structured summary in ``lang``.
+
+    Each mentioned structure is listed once (first mention order) as abnormal, with the first
+    measurement of a sentence calling it abnormal, or unremarkable. Free text is not
+    translated, so nothing is said that the rules did not extract. With ``visible`` and ``sl``
+    the names of structures visible in the slice become grounding tokens with their boxes.
+    None when the sentences mention no structure.
+    """
+    t = T[lang]
+    state: dict[str, bool] = {}
+    size: dict[str, str] = {}
+    for s in linked:
+        found = _MEASURE.search(s.text)
+        for m in s.mentions:
+            if m.class_name not in schema.by_name:
+                continue
+            state[m.class_name] = state.get(m.class_name, False) or m.abnormal
+            if m.abnormal and found:
+                size.setdefault(m.class_name, _decimal(found.group(0), lang))
+    if not state:
+        return None
+
+    def name(cls: str) -> str:
+        text = schema.display(schema.by_name[cls].id, lang)
+        if visible is not None and sl is not None and cls in visible:
+            b = visible[cls]
+            text = grounding.token(b.class_id, text, b.bbox, sl.width, sl.height)
+        return f"{text} ({size[cls]})" if cls in size else text
+
+    parts = []
+    abnormal = [c for c, v in state.items() if v]
+    normal = [c for c, v in state.items() if not v]
+    if abnormal:
+        parts.append(t["summary_abnormal"].format(items=", ".join(name(c) for c in abnormal)))
+    if normal:
+        parts.append(t["summary_normal"].format(items=", ".join(name(c) for c in normal)))
+    return t["summary"].format(items="; ".join(parts))
+
+
 def _findings(linked, visible, lang, schema) -> list[VQAItem]:
     """Up to five questions from the linked findings about visible structures: yes/no on
     abnormality, which structure is abnormal (open and multiple choice), size, side."""
@@ -377,7 +441,8 @@ def _findings(linked, visible, lang, schema) -> list[VQAItem]:
                 side.setdefault(m.class_name, m.laterality)
             found = _MEASURE.search(s.text)
             if m.abnormal and found:
-                size.setdefault(m.class_name, found.group(0))
+                # the answer's decimal separator follows the question's language
+                size.setdefault(m.class_name, _decimal(found.group(0), lang))
 
     def name(cls: str) -> str:
         return schema.display(schema.by_name[cls].id, lang)

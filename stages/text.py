@@ -12,7 +12,7 @@ from refrad_builder.records import (
     TextRecord,
 )
 from refrad_builder.stage import STAGE_ORDER, Drop, Stage, WorkItem, get_stage
-from refrad_builder.text_rules import GENERATOR, make_products
+from refrad_builder.text_rules import GENERATOR, TextProducts, make_products
 
 PROMPT_TASKS = ("temporal", "translate", "vqa", "keywords")
 
@@ -21,7 +21,7 @@ class TextStage(Stage):
     """One item per chosen slice; joins the slice with its study's parsed report."""
 
     name = "text"
-    version = "1"
+    version = "2"
     consumes = ("slices", "report")
 
     def plan(self) -> list[WorkItem]:
@@ -60,10 +60,15 @@ class TextStage(Stage):
 
             self.client = LLMClient(self.ctx.config.llm, self.out_dir / "llm_cache")
 
-    def process(self, item: WorkItem) -> TextRecord | Drop:
+    def batch_size(self) -> int:
+        if self.cfg.generator == "llm":
+            return self.ctx.config.llm.batch_slices
+        return super().batch_size()
+
+    def _args(self, item: WorkItem) -> tuple:
         sl = SliceRecord(**item.payload["slice"])
         report = ReportRecord(**item.payload["report"]) if item.payload["report"] else None
-        args = (
+        return (
             sl,
             report,
             item.payload["series_classes"],
@@ -71,20 +76,65 @@ class TextStage(Stage):
             self.cfg.max_caption_sentences,
             self.cfg.max_presence_negatives,
         )
-        generator, prompt, rejected = GENERATOR, None, {}
-        if self.client is None:
-            products = make_products(*args)
-        else:
-            from refrad_builder.text_llm import LLMRejected, generate
 
+    def process(self, item: WorkItem) -> TextRecord | Drop:
+        [out] = self.process_many([item])
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def process_many(self, items: list[WorkItem]) -> list[TextRecord | Drop | Exception]:
+        """Rules: slice by slice. LLM: the requests of all slices of the batch go out as one
+        round (bounded by ``llm.concurrency``), so the server sees many requests in flight."""
+        if self.client is None:
+            out: list[TextRecord | Drop | Exception] = []
+            for item in items:
+                try:
+                    sl, report, *rest = self._args(item)
+                    out.append(self._record(sl, report, make_products(sl, report, *rest)))
+                except Exception as exc:  # transient by contract: only this slice fails
+                    out.append(exc)
+            return out
+        from refrad_builder.text_llm import LLMRejected, generate_many, prepare
+
+        prepared: list[tuple[tuple, object]] = []
+        for item in items:
             try:
-                outcome = generate(self.client, *args)
-            except LLMRejected as exc:
-                return Drop(exc.reason, "model output failed the checks")
-            products = outcome.products
-            generator = f"llm:{self.ctx.config.llm.model}"
-            prompt = ",".join(outcome.prompts) or None
-            rejected = dict(sorted(outcome.rejected.items()))
+                a = self._args(item)
+                prepared.append((a, prepare(*a)))
+            except Exception as exc:  # transient by contract: only this slice fails
+                prepared.append(((), exc))
+        plans = [p for _, p in prepared if not isinstance(p, Exception)]
+        outcomes = iter(generate_many(self.client, plans, self.schema))
+        results: list[TextRecord | Drop | Exception] = []
+        for a, plan in prepared:
+            outcome = plan if isinstance(plan, Exception) else next(outcomes)
+            if isinstance(outcome, LLMRejected):
+                results.append(Drop(outcome.reason, "model output failed the checks"))
+            elif isinstance(outcome, Exception):
+                results.append(outcome)
+            else:
+                results.append(
+                    self._record(
+                        a[0],
+                        a[1],
+                        outcome.products,
+                        generator=f"llm:{self.ctx.config.llm.model}",
+                        prompt=",".join(outcome.prompts) or None,
+                        rejected=dict(sorted(outcome.rejected.items())),
+                    )
+                )
+        return results
+
+    def _record(
+        self,
+        sl: SliceRecord,
+        report: ReportRecord | None,
+        products: TextProducts,
+        generator: str = GENERATOR,
+        prompt: str | None = None,
+        rejected: dict[str, int] | None = None,
+    ) -> TextRecord:
         sample = Sample(
             key=sl.slice_id,
             slice_id=sl.slice_id,
@@ -113,7 +163,7 @@ class TextStage(Stage):
                 label_schema=self.schema.version,
                 generator=generator,
                 prompt=prompt,
-                llm_rejected=rejected,
+                llm_rejected=rejected or {},
             ),
         )
         return TextRecord(sample=sample, image_png=sl.image_png, mask_png=sl.mask_png)

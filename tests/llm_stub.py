@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,16 +16,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class StubServer:
     """``with StubServer(answer) as s: s.url`` -- answer(body) -> (status, content string)."""
 
-    def __init__(self, answer: Callable[[dict], tuple[int, str]]):
+    def __init__(self, answer: Callable[[dict], tuple[int, str]], delay_s: float = 0.0):
         self.answer = answer
         self.requests: list[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        lock = threading.Lock()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server API)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                status, content = stub.answer(body)
+                with lock:
+                    stub.requests.append(body)
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                try:
+                    time.sleep(delay_s)  # a server busy generating
+                    status, content = stub.answer(body)
+                finally:
+                    with lock:
+                        stub.in_flight -= 1
                 payload = {
                     "id": "x",
                     "object": "chat.completion",

@@ -6,6 +6,7 @@ from refrad_builder import grounding
 from refrad_builder.anatomy import schema
 from refrad_builder.records import Box, ReportRecord, SliceRecord
 from refrad_builder.reports.analyze import build_record
+from refrad_builder.reports.language import detect_language
 from refrad_builder.text_rules import LANGS, make_products, visible_classes
 
 S = schema()
@@ -125,3 +126,65 @@ def test_temporal_sentences_are_rewritten_not_copied():
         "Leber" in caption and "Voruntersuchung" not in caption and "größenkonstant" not in caption
     )
     assert any("id=<seg005>>Leber</p>" in g for g in p.grounded["de"])
+
+
+def _token(sl: SliceRecord, name: str, text: str) -> str:
+    box = visible_classes(sl, S)[name]
+    return grounding.token(box.class_id, text, box.bbox, sl.width, sl.height)
+
+
+def test_german_findings_are_summarised_in_english_with_grounding():
+    sl = _slice(boxes=[_box("liver", (5, 10, 40, 60), 900), _box("spleen", (60, 10, 90, 40))])
+    text = "Befund: Hypodense Läsion im rechten Leberlappen, 2,3 cm. Milz unauffällig."
+    report = build_record("st", "p", text, lang="de")
+    p = make_products(sl, report, ["liver", "spleen"], S, 3, 3)
+    summary = p.captions["en"][0]
+    assert summary == "Report findings: abnormal: liver (2.3 cm); unremarkable: spleen."
+    assert detect_language(summary) == "en"
+    assert (
+        p.captions["de"][0] == "Hypodense Läsion im rechten Leberlappen, 2,3 cm. Milz unauffällig."
+    )
+    assert p.grounded["en"][0] == (
+        f"Report findings: abnormal: {_token(sl, 'liver', 'liver')} (2.3 cm); "
+        f"unremarkable: {_token(sl, 'spleen', 'spleen')}."
+    )
+    assert grounding.strip(p.grounded["en"][0]) == summary
+    assert p.grounded["en"][1].startswith("Visible structures:")  # template stays after it
+
+
+def test_english_findings_are_summarised_in_german():
+    sl = _slice(boxes=[_box("liver", (5, 10, 40, 60), 900), _box("spleen", (60, 10, 90, 40))])
+    text = (
+        "Findings: Hypodense lesion in the right hepatic lobe measuring 2.3 cm. "
+        "The spleen is unremarkable."
+    )
+    report = build_record("st", "p", text, lang="en")
+    p = make_products(sl, report, ["liver", "spleen"], S, 3, 3)
+    summary = p.captions["de"][0]
+    assert summary == "Befund laut Bericht: auffällig: Leber (2,3 cm); unauffällig: Milz."
+    assert detect_language(summary) == "de"
+    assert _token(sl, "liver", "Leber") + " (2,3 cm)" in p.grounded["de"][0]
+    assert p.captions["en"][0].startswith("Hypodense lesion")
+
+
+def test_summary_names_structures_not_in_the_slice_without_grounding_them():
+    sl = _slice()  # liver, left kidney and a left lung lobe; no right kidney
+    text = "Befund: Rechte Niere mit 12 x 8 mm Zyste (Se 3/Bi 12). Leber unauffällig."
+    report = build_record("st", "p", text, lang="de")
+    p = make_products(sl, report, ["liver"], S, 3, 3)
+    summary = p.captions["en"][0]
+    assert "kidney right (12 x 8 mm)" in summary and "unremarkable: liver." in summary
+    g = p.grounded["en"][0]
+    assert {cid for cid, _, _ in grounding.parse(g)} == {S.by_name["liver"].id}
+    assert _token(sl, "liver", "liver") in g
+    assert grounding.strip(g) == summary
+
+
+def test_no_summary_without_linked_sentences():
+    sl = _slice()
+    unlinked = build_record("st", "p", "Befund: Milz unauffällig.", lang="de")  # spleen not shown
+    with_report = make_products(sl, unlinked, ["liver"], S, 3, 3)
+    without = make_products(sl, None, ["liver"], S, 3, 3)
+    assert with_report.captions == without.captions
+    assert with_report.grounded == without.grounded
+    assert not any("Report findings" in c for c in with_report.captions["en"])

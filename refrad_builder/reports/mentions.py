@@ -1139,3 +1139,22 @@ def find_mentions(sentence: str, lang: str) -> list[Mention]:
     s.adopt_sides()
     s.attach_kidney_cysts()
     return s.mentions()
+
+
+_ABNORMAL_WORDS = ("auffällig", "abnormal", "patholog", "verändert", "altered")
+
+
+def states_condition(sentence: str, lang: str) -> bool:
+    """Whether a sentence says something about the state of anatomy: a finding word, a
+    negation or normal cue, or an explicit "abnormal". A bare mention ("Is the liver
+    visible?") does not: its default ``abnormal=True`` is no statement."""
+    toks = _tokens(sentence)
+    for cue in _cues(toks):
+        word = toks[cue.pos].low
+        if cue.kind != "term" and not (word in _NEUTRAL_EXACT or word.startswith(_NEUTRAL_PREFIX)):
+            return True
+    lex = lexicon()
+    return any(
+        not t.punct and (t.low.startswith(_ABNORMAL_WORDS) or lex.is_finding(t.low, lang))
+        for t in toks
+    )
