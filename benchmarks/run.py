@@ -83,9 +83,9 @@ def main() -> None:
     rows = volume_rows(run_volume())
     rows.append(("shard write vs plain tarfile", *bench_shards(), 1 / 0.8))
     rows += bench_read_rows()
-    from llm_client import REQUESTS, bench_client
+    from llm_client import REQUESTS, SERVER_SLOTS, bench_client
 
-    achieved, ceiling = bench_client()
+    achieved, ceiling, in_flight = bench_client()
     # as times for the same requests: ours at the achieved rate, the baseline at the ceiling
     rows.append(
         (
@@ -103,6 +103,7 @@ def main() -> None:
             continue
         flag = "ok" if ratio <= target else "SLOW"
         print(f"{name:58s} {ours:8.3f} {base:8.3f} {ratio:6.2f} {target:7.2f} {flag}")
+    print(f"LLM requests in flight at the server: {in_flight} of {SERVER_SLOTS} slots")
 
 
 if __name__ == "__main__":

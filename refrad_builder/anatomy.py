@@ -112,15 +112,13 @@ def schema() -> LabelSchema:
     names = [ts_maps["total"][i] for i in sorted(ts_maps["total"])]
     names += [n for _, n in sorted(ts_maps["total_mr"].items()) if n not in names]
     names += EXTRA_CLASSES
-    try:
-        german = _load_json("anatomy_de.json")
-    except FileNotFoundError:
-        german = {}
+    german = _load_json("anatomy_de.json")
+    english = _load_json("anatomy_en.json")
     classes = [
         LabelClass(
             id=i,
             name=n,
-            en=n.replace("_", " "),
+            en=english.get(n, n.replace("_", " ")),
             de=german.get(n, n.replace("_", " ")),
             side=_side(n),
             parent=_parent(n),

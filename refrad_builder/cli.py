@@ -147,7 +147,8 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
         raise ValueError("--backend vllm needs --model (a model folder on the GPU node)")
     import contextlib
     import os
-    import time
+    import signal
+    import threading
 
     import ray
     from ray.exceptions import GetTimeoutError, RayActorError
@@ -165,17 +166,20 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
         timeout_s=args.timeout or 900.0,
     )
     log = ray.get(actor.log_path.remote())
+    # A flag, not KeyboardInterrupt: Ctrl-C may land inside a ray.get, or before the loop.
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
     print(
         f"vLLM server ready: set llm.url={url} llm.flavor=vllm llm.model={args.served_name} "
         f"(log on the GPU node: {log}; Ctrl-C stops it)",
         flush=True,
     )
-    interrupted = False
     try:
-        while ray.get(actor.alive.remote()):
-            time.sleep(2)
-    except KeyboardInterrupt:
-        interrupted = True
+        while not interrupted.wait(2):
+            with contextlib.suppress(GetTimeoutError):
+                if not ray.get(actor.alive.remote(), timeout=30):
+                    break
     except RayActorError:
         pass
     finally:
@@ -184,7 +188,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
                 ray.get(actor.stop.remote(), timeout=90)
         finally:
             ray.kill(actor, no_restart=True)
-    if interrupted:
+    if interrupted.is_set():
         return 0
     print(f"refrad: error: the vLLM server exited; see {log} on the GPU node", file=sys.stderr)
     return 1

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from refrad_builder.config import LLMConfig
@@ -156,7 +155,7 @@ def parse_answer(content: str, prompt: Prompt) -> dict[str, Any]:
         answer = json.loads(text)
     except ValueError:
         raise LLMAnswerError(f"answer to {prompt.key} is not JSON") from None
-    errors = list(Draft202012Validator(prompt.output_schema).iter_errors(answer))
+    errors = list(prompt.validator.iter_errors(answer))
     if errors:
         path = "/".join(map(str, errors[0].path)) or "root"
         raise LLMAnswerError(f"answer to {prompt.key} violates its schema at {path}")

@@ -9,7 +9,7 @@ invalidates exactly its answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -31,6 +31,11 @@ class Prompt:
     @property
     def key(self) -> str:
         return f"{self.id}.{self.language}@{self.version}"
+
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        """The compiled validator of ``output_schema`` (built once per prompt)."""
+        return Draft202012Validator(self.output_schema)
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
         """Chat messages with the variables filled in."""

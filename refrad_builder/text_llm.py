@@ -22,7 +22,7 @@ from refrad_builder.records import Box, Mention, ReportRecord, Sentence, SliceRe
 from refrad_builder.reports.mentions import find_mentions, states_condition
 from refrad_builder.reports.temporal import is_temporal
 from refrad_builder.text_rules import LANGS, TextProducts, linked_sentences, make_products
-from refrad_builder.text_rules import _ground_sentence as rules_ground
+from refrad_builder.text_rules import ground_sentence as rules_ground
 from refrad_builder.text_rules import visible_classes as rules_visible
 
 TASKS = ("temporal", "translate", "keywords", "vqa")

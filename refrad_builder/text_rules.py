@@ -177,7 +177,9 @@ def _without_temporal(s: Sentence, lang: str) -> Sentence | None:
     )
 
 
-def _ground_sentence(s: Sentence, visible: dict[str, Box], sl: SliceRecord) -> str | None:
+def ground_sentence(s: Sentence, visible: dict[str, Box], sl: SliceRecord) -> str | None:
+    """The sentence with each mention of a visible class wrapped in its grounding token
+    (the slice's box); None when no mentioned class is visible."""
     spans = sorted(
         (m for m in s.mentions if m.class_name in visible), key=lambda m: m.span[0], reverse=True
     )
@@ -218,7 +220,7 @@ def make_products(
     if report is not None and linked:
         captions[report.language].append(" ".join(s.text for s in linked))
         for s in linked:
-            g = _ground_sentence(s, visible, sl)
+            g = ground_sentence(s, visible, sl)
             if g:
                 grounded[report.language].append(g)
         other = "en" if report.language == "de" else "de"

@@ -173,7 +173,7 @@ def test_summary_names_structures_not_in_the_slice_without_grounding_them():
     report = build_record("st", "p", text, lang="de")
     p = make_products(sl, report, ["liver"], S, 3, 3)
     summary = p.captions["en"][0]
-    assert "kidney right (12 x 8 mm)" in summary and "unremarkable: liver." in summary
+    assert "right kidney (12 x 8 mm)" in summary and "unremarkable: liver." in summary
     g = p.grounded["en"][0]
     assert {cid for cid, _, _ in grounding.parse(g)} == {S.by_name["liver"].id}
     assert _token(sl, "liver", "liver") in g
