@@ -25,8 +25,6 @@ from refrad_builder.text_rules import LANGS, TextProducts, linked_sentences, mak
 from refrad_builder.text_rules import ground_sentence as rules_ground
 from refrad_builder.text_rules import visible_classes as rules_visible
 
-TASKS = ("temporal", "translate", "keywords", "vqa")
-
 
 class LLMRejected(Exception):
     """The model's output for a slice failed the checks (``reason`` is a short code)."""
@@ -43,17 +41,6 @@ class LLMOutcome:
     products: TextProducts
     prompts: list[str]
     rejected: dict[str, int] = field(default_factory=dict)
-
-
-def prompt_ids(src: str) -> list[str]:
-    """The prompt keys a slice with a report in ``src`` may use (for provenance/fingerprints)."""
-    other = "en" if src == "de" else "de"
-    return [
-        load_prompt("temporal", src).key,
-        load_prompt("translate", other).key,
-        load_prompt("keywords", src).key,
-        *(load_prompt("vqa", lang).key for lang in LANGS),
-    ]
 
 
 @dataclass
