@@ -87,6 +87,7 @@ class LLMClient:
         self.cache = AnswerCache(cache_dir)
         self.calls = 0
         self.cache_hits = 0
+        import openai  # noqa: F401 (imported once per worker, not inside the first batch)
 
     def _client(self):
         from openai import AsyncOpenAI
@@ -106,12 +107,19 @@ class LLMClient:
         async with sem:
             self.calls += 1
             try:
-                resp = await client.chat.completions.create(
-                    model=self.cfg.model,
-                    messages=req.prompt.messages(**req.variables),
-                    response_format=response_format(self.cfg.flavor, req.prompt),
-                    temperature=self.cfg.temperature,
-                    max_tokens=self.cfg.max_tokens,
+                # The SDK's raw POST (its retries, timeouts and errors) with a plain JSON body:
+                # chat.completions.create walks every parameter, the nested output schema
+                # included, through its type transforms, ~3 ms of CPU per request.
+                resp = await client.post(
+                    "/chat/completions",
+                    cast_to=bytes,
+                    body={
+                        "model": self.cfg.model,
+                        "messages": req.prompt.messages(**req.variables),
+                        "response_format": response_format(self.cfg.flavor, req.prompt),
+                        "temperature": self.cfg.temperature,
+                        "max_tokens": self.cfg.max_tokens,
+                    },
                 )
             except Exception as exc:
                 from openai import APIError
@@ -119,7 +127,10 @@ class LLMClient:
                 if isinstance(exc, APIError | TimeoutError | OSError):
                     raise LLMUnavailable(f"LLM request failed ({type(exc).__name__})") from None
                 raise
-        content = resp.choices[0].message.content or ""
+        try:
+            content = json.loads(resp)["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise LLMAnswerError(f"response to {req.prompt.key} is no chat completion") from None
         answer = parse_answer(content, req.prompt)
         self.cache.put(key, answer)
         return answer

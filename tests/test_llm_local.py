@@ -75,9 +75,10 @@ def test_real_server_accounting_cache_and_recovery(tmp_path, monkeypatch):
             assert done + dropped + failed == planned
             assert failed == 0, "items still failing after the server came back"
             assert proxy.count > sent_while_dead
+            reasons = Ledger(cfg.work_dir / "text").status("text").dropped
             print(
-                f"LLM accounting: requested {planned}, accepted {done}, dropped {dropped}, "
-                f"failed {failed}; chat requests sent {proxy.count}"
+                f"LLM accounting: requested {planned}, accepted {done}, dropped {dropped} "
+                f"{reasons}, failed {failed}; chat requests sent {proxy.count}"
             )
             # an unchanged rerun of the text stage answers from the cache: zero requests
             before = proxy.count
