@@ -19,6 +19,7 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from refrad_builder.inputs import file_id
 from refrad_builder.pseudo import keyed_hex
 from refrad_builder.records import FileHeader
 
@@ -214,9 +215,8 @@ def _header(secret: bytes, root: int, path: Path, rel: str, ds: pydicom.Dataset)
     )
     transfer = str(meta.get("TransferSyntaxUID", "")) if meta else ""
     return FileHeader(
-        file_id=keyed_hex(secret, "file", str(root), rel, n=24),
+        file_id=file_id(secret, root, rel),
         root=root,
-        path=rel,
         size=path.stat().st_size,
         patient_key=keyed_hex(secret, "patient", patient_basis),
         study_key=keyed_hex(secret, "study", study_basis),

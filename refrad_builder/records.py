@@ -25,9 +25,8 @@ class Record(BaseModel):
 class FileHeader(Record):
     """One readable DICOM file as ingest saw it (header only; identifiers hashed)."""
 
-    file_id: str
+    file_id: str = Field(description="keyed id of the file (no path is kept anywhere)")
     root: int = Field(description="index into inputs.dicom")
-    path: str = Field(description="path relative to its input root")
     size: int
     patient_key: str
     study_key: str
@@ -54,7 +53,7 @@ class SeriesRecord(Record):
     patient_id: str
     modality: str
     series_number: int | None = None
-    files: list[tuple[int, str]] = Field(description="(input root index, relative path)")
+    files: list[str] = Field(description="keyed ids of the input files, in instance order")
 
 
 class ReportRef(Record):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from refrad_builder import inputs
 from refrad_builder.deid import SeriesIds, deidentify_series, mapping
 from refrad_builder.io import atomic_write_bytes
 from refrad_builder.records import DeidSeries, SeriesRecord
@@ -44,13 +45,13 @@ class DeidStage(Stage):
         return items
 
     def _sources(self, rec: SeriesRecord) -> list[Path]:
-        roots = self.ctx.config.inputs.dicom
-        sources = []
-        for root, rel in rec.files:
-            if not 0 <= root < len(roots):
-                raise IndexError(f"input root #{root} is not configured")
-            sources.append(Path(roots[root]) / rel)
-        return sources
+        cfg = self.ctx.config
+        return inputs.resolve(
+            self.ctx.secret,
+            [Path(r) for r in cfg.inputs.dicom],
+            rec.files,
+            cfg.ingest.follow_symlinks,
+        )
 
     def process(self, item: WorkItem) -> DeidSeries | Drop:
         rec = SeriesRecord(**item.payload)

@@ -8,11 +8,11 @@ counts report rows that match no study in ``ingest/reports``.
 from __future__ import annotations
 
 import collections
-import os
 from pathlib import Path
 
 from refrad_builder.config import stable_hash
 from refrad_builder.dicom_header import HeaderError, read_header
+from refrad_builder.inputs import file_id, walk
 from refrad_builder.ledger import Ledger, item_fingerprint
 from refrad_builder.pseudo import keyed_hex, pseudonym
 from refrad_builder.records import FileHeader, ReportRef, SeriesRecord, StudyRecord
@@ -26,32 +26,20 @@ class IngestStage(Stage):
     """Header-only ingest of every file under the configured DICOM folders."""
 
     name = "ingest"
-    version = "1"
+    version = "2"
     extra_config = ("inputs",)
     uses_secret = True
 
-    def _walk(self) -> list[tuple[int, Path, str]]:
-        found = []
-        for root_idx, root in enumerate(self.ctx.config.inputs.dicom):
-            root = Path(root)
-            if not root.is_dir():
-                raise FileNotFoundError(f"input folder #{root_idx} does not exist")
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=self.cfg.follow_symlinks):
-                dirnames.sort()
-                for fn in sorted(filenames):
-                    full = Path(dirpath) / fn
-                    if full.is_file():
-                        found.append((root_idx, root, full.relative_to(root).as_posix()))
-        return found
-
     def plan(self) -> list[WorkItem]:
         items = []
-        for root_idx, root, rel in self._walk():
+        roots = [Path(r) for r in self.ctx.config.inputs.dicom]
+        for root_idx, root, rel in walk(roots, self.cfg.follow_symlinks):
             st = (root / rel).stat()
-            item_id = keyed_hex(self.ctx.secret, "file", str(root_idx), rel, n=24)
+            item_id = file_id(self.ctx.secret, root_idx, rel)
             items.append(
                 WorkItem(
                     id=item_id,
+                    # the path lives only in memory: the ledger keeps the keyed id
                     payload={"root": root_idx, "path": rel},
                     input_fingerprint=stable_hash([item_id, st.st_size, st.st_mtime_ns]),
                 )
@@ -83,7 +71,7 @@ class IngestStage(Stage):
         series_items: dict[str, tuple[str, SeriesRecord | None, str]] = {}
         studies: dict[str, dict] = {}
         for series_key, members in sorted(by_series.items()):
-            members.sort(key=lambda m: (m[1].instance_number or 0, m[1].root, m[1].path))
+            members.sort(key=lambda m: (m[1].instance_number or 0, m[1].root, m[1].file_id))
             first = members[0][1]
             series_id = pseudonym(secret, "series", series_key)
             study_id = pseudonym(secret, "study", first.study_key)
@@ -98,7 +86,7 @@ class IngestStage(Stage):
                 patient_id=patient_id,
                 modality=first.modality,
                 series_number=first.series_number,
-                files=[(m[1].root, m[1].path) for m in members],
+                files=[m[1].file_id for m in members],
             )
             series_items[series_id] = (fp, rec, "")
             st = studies.setdefault(

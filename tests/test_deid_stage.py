@@ -10,6 +10,7 @@ import pytest
 from pydicom.uid import UID
 
 from refrad_builder.config import InputsConfig, RunConfig
+from refrad_builder.inputs import file_id
 from refrad_builder.ledger import Ledger
 from refrad_builder.records import DeidSeries, SeriesRecord
 from refrad_builder.stage import Drop, StageContext, WorkItem
@@ -33,7 +34,7 @@ def stage(tmp_path: Path, root: Path) -> DeidStage:
     return STAGE(StageContext(cfg))
 
 
-def _record(root: Path, series_id: str = "seriesabc123") -> SeriesRecord:
+def _record(stage: DeidStage, root: Path, series_id: str = "seriesabc123") -> SeriesRecord:
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("CT.*"))
     return SeriesRecord(
         series_id=series_id,
@@ -41,7 +42,7 @@ def _record(root: Path, series_id: str = "seriesabc123") -> SeriesRecord:
         patient_id="patientabc123",
         modality="CT",
         series_number=None,
-        files=[(0, f) for f in files],
+        files=[file_id(stage.ctx.secret, 0, f) for f in files],
     )
 
 
@@ -59,7 +60,7 @@ def test_stage_contract() -> None:
 
 
 def test_plan_reads_ingest_series_ledger(stage: DeidStage, root: Path) -> None:
-    rec = _record(root)
+    rec = _record(stage, root)
     ledger = Ledger(stage.ctx.stage_dir("ingest/series"))
     ledger.mark_ok(rec.series_id, "fp1", [rec.model_dump(mode="json")])
     ledger.mark_drop("dropped1", "fp2", "unsupported_modality", "")
@@ -70,7 +71,7 @@ def test_plan_reads_ingest_series_ledger(stage: DeidStage, root: Path) -> None:
 
 
 def test_process_writes_deidentified_series(stage: DeidStage, root: Path) -> None:
-    rec = _record(root)
+    rec = _record(stage, root)
     out = stage.process(_item(rec))
     assert isinstance(out, DeidSeries)
     assert out.files == [f"deid/blobs/{rec.series_id}/{i:05d}.dcm" for i in range(5)]
@@ -94,7 +95,7 @@ def test_process_writes_deidentified_series(stage: DeidStage, root: Path) -> Non
 
 
 def test_rerun_is_identical_and_removes_stale_files(stage: DeidStage, root: Path) -> None:
-    rec = _record(root)
+    rec = _record(stage, root)
     first = stage.process(_item(rec))
     blobs = {rel: (stage.ctx.work / rel).read_bytes() for rel in first.files}
     stale = stage.out_dir / "blobs" / rec.series_id / "00042.dcm"
@@ -110,7 +111,7 @@ def test_burned_in_series_is_dropped(stage: DeidStage, root: Path) -> None:
     ds = pydicom.dcmread(victim)
     ds.BurnedInAnnotation = "YES"
     ds.save_as(victim)
-    out = stage.process(_item(_record(root)))
+    out = stage.process(_item(_record(stage, root)))
     assert out == Drop("burned_in_annotation", "flagged; ocr_off")
     assert not list((stage.out_dir / "blobs").rglob("*.dcm"))
 
@@ -118,9 +119,11 @@ def test_burned_in_series_is_dropped(stage: DeidStage, root: Path) -> None:
 def test_unreadable_files_are_skipped_or_drop_the_series(stage: DeidStage, root: Path) -> None:
     files = sorted(root.rglob("CT.*"))
     files[0].write_bytes(b"\x00" * 50)
-    out = stage.process(_item(_record(root)))
+    out = stage.process(_item(_record(stage, root)))
     assert isinstance(out, DeidSeries) and len(out.files) == 4
     assert out.files[0].endswith("/00001.dcm")
     for path in files[1:]:
         path.write_bytes(b"garbage")
-    assert stage.process(_item(_record(root))) == Drop("unreadable_dicom", "unreadable_dicom=5")
+    assert stage.process(_item(_record(stage, root))) == Drop(
+        "unreadable_dicom", "unreadable_dicom=5"
+    )

@@ -111,3 +111,52 @@ def test_header_values_are_hashed_not_stored(tmp_path):
         assert marker not in text
     assert any(k.startswith("NAME:") for k in out.known_phi)
     assert any(k.startswith("ID:") for k in out.known_phi)
+
+
+def test_names_in_folders_and_files_never_reach_work_or_out(tmp_path, monkeypatch):
+    """PACS exports name folders after patients: no path is kept, so no name is either."""
+    import csv
+    import gzip
+
+    import pyarrow.parquet as pq
+
+    from refrad_builder.config import load_config
+    from refrad_builder.demo import make_demo
+
+    monkeypatch.setenv("REFRAD_SECRET", "folder-name-secret-0123456789")
+    demo = tmp_path / "demo"
+    make_demo(demo, studies=1, seed=3, include_real=False)
+    name = "Mustermann_Erika_19540807"
+    study = demo / "dicom" / "study_001"
+    renamed = study.with_name(f"{name}_CT")
+    study.rename(renamed)
+    first = sorted(renamed.rglob("*.dcm"))[0]
+    first.rename(first.with_name(f"{name}_{first.name}"))
+    table = demo / "reports.csv"
+    rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    for row in rows:  # the report pairs by folder name too
+        row["study_folder"] = renamed.name if row["study_folder"] == "study_001" else ""
+    with table.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = load_config(
+        demo / "config.yaml", [f"work_dir={tmp_path / 'work'}", f"out_dir={tmp_path / 'out'}"]
+    )
+    run_pipeline(cfg, executor=LocalExecutor(), progress=lambda s: None)
+
+    summary = (tmp_path / "out" / "summary.json").read_text()
+    assert '"samples": 0' not in summary
+    assert Ledger(cfg.work_dir / "report").status("report").done == 1
+    needle = b"Mustermann"
+    for path in [*(tmp_path / "work").rglob("*"), *(tmp_path / "out").rglob("*")]:
+        if not path.is_file():
+            continue
+        assert needle not in str(path).encode()
+        data = path.read_bytes()
+        blobs = [data]
+        if data[:2] == b"\x1f\x8b":
+            blobs.append(gzip.decompress(data))
+        if path.suffix == ".parquet":
+            blobs.append(str(pq.read_table(path).to_pylist()).encode())
+        assert not any(needle in b for b in blobs), path.relative_to(tmp_path)
