@@ -53,8 +53,10 @@ def _outcomes(cfg: RunConfig) -> dict[str, dict]:
     ledgers = {s: Ledger(work / s) for s in ("ingest", "ingest/series", "deid", "volume")}
     out: dict[str, dict] = {}
     by_series: dict[str, list[str]] = {}
+    rel_by_id: dict[str, str] = {}
     for item in ingest.plan():
         rel = item.payload["path"]
+        rel_by_id[item.id] = rel
         entry = ledgers["ingest"].entry(item.id)
         assert entry is not None, f"{rel}: ingest did not finish"
         if entry["outcome"] == "drop":
@@ -71,7 +73,7 @@ def _outcomes(cfg: RunConfig) -> dict[str, dict]:
                 out[rel] = {"stage": "series", "outcome": "reject", "reason": entry["reason"]}
             continue
         rec = SeriesRecord.model_validate(entry["records"][0])
-        order = [path for _, path in rec.files]
+        order = [rel_by_id[file_id] for file_id in rec.files]
         deid = ledgers["deid"].entry(series_id)
         if deid["outcome"] == "drop":
             for rel in order:
