@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ours, base, n = bench_read(shard_dir)
     print(f"{'reader':44s} {'samples/s':>10s}")
-    print(f"{f'webdataset + DataLoader ({WORKERS} workers)':44s} {n / ours:10.0f}")
+    print(
+        f"{f'webdataset + DataLoader ({WORKERS} workers, batches of {BATCH})':44s} {n / ours:10.0f}"
+    )
     print(f"{'plain tarfile + PIL (sequential)':44s} {n / base:10.0f}")
     print(f"throughput ratio (loader / tarfile): {base / ours:.2f} over {n} samples read")
 
