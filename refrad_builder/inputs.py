@@ -3,13 +3,13 @@
 Folder and file names of PACS exports often carry patient names, so no path is written
 anywhere under the work or output folder: ingest records each file as a keyed id (HMAC of its
 input root and relative path), and ``deid`` finds the files again by walking the inputs and
-recomputing the ids. The walk is cached per process and redone only when an id is missing.
+recomputing the ids, once per run on the driver (the paths then travel only in the items'
+in-memory payloads, never in a ledger).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 from refrad_builder.pseudo import keyed_hex
@@ -40,27 +40,28 @@ def file_id(secret: bytes, root_idx: int, rel: str) -> str:
     return keyed_hex(secret, "file", str(root_idx), rel, n=24)
 
 
-_lock = threading.Lock()
-_index: dict[tuple, dict[str, Path]] = {}
+def index(secret: bytes, roots: list[Path], follow_symlinks: bool = False) -> dict[str, str]:
+    """Keyed file id -> path (as a string) of every file under the input folders."""
+    return {
+        file_id(secret, idx, rel): str(root / rel)
+        for idx, root, rel in walk([Path(r) for r in roots], follow_symlinks)
+    }
 
 
 def resolve(
     secret: bytes, roots: list[Path], ids: list[str], follow_symlinks: bool = False
 ) -> list[Path]:
-    """The paths of input files by id, in order; InputFileMissing when one is gone."""
-    key = (secret, tuple(str(r) for r in roots), follow_symlinks)
-    with _lock:
-        index = _index.get(key)
-        if index is None or any(i not in index for i in ids):
-            index = {
-                file_id(secret, idx, rel): root / rel
-                for idx, root, rel in walk([Path(r) for r in roots], follow_symlinks)
-            }
-            _index.clear()  # one input tree per process at a time: keep memory bounded
-            _index[key] = index
-    missing = sum(i not in index for i in ids)
+    """The paths of input files by id, in order; InputFileMissing when one is gone. Walks the
+    inputs once per call: plan with :func:`index` once for many lookups."""
+    found = index(secret, roots, follow_symlinks)
+    return paths_of(found, ids)
+
+
+def paths_of(found: dict[str, str], ids: list[str]) -> list[Path]:
+    """The paths of ``ids`` in an :func:`index`; InputFileMissing when one is gone."""
+    missing = sum(i not in found for i in ids)
     if missing:
         raise InputFileMissing(
             f"{missing} input file(s) seen by ingest are gone; rerun ingest (refrad run)"
         )
-    return [index[i] for i in ids]
+    return [Path(found[i]) for i in ids]

@@ -28,7 +28,14 @@ from refrad_builder.prompts import Prompt
 
 
 class LLMAnswerError(RuntimeError):
-    """The model's answer was not valid JSON of the prompt's schema (message has no content)."""
+    """The model's answer was not valid JSON of the prompt's schema, or the server refused the
+    request itself (400/413/422: too long, malformed). The same request gets the same result
+    next time, so the text stage counts it as a rejected answer (``reason``), not a retry.
+    The message has no content."""
+
+    def __init__(self, message: str, reason: str = "llm_answer_unparsable"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class LLMUnavailable(RuntimeError):
@@ -122,8 +129,13 @@ class LLMClient:
                     },
                 )
             except Exception as exc:
-                from openai import APIError
+                from openai import APIError, APIStatusError
 
+                if isinstance(exc, APIStatusError) and exc.status_code in (400, 413, 422):
+                    raise LLMAnswerError(
+                        f"server refused the {req.prompt.key} request ({exc.status_code})",
+                        "llm_request_refused",
+                    ) from None
                 if isinstance(exc, APIError | TimeoutError | OSError):
                     raise LLMUnavailable(f"LLM request failed ({type(exc).__name__})") from None
                 raise

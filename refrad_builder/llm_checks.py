@@ -24,7 +24,8 @@ from refrad_builder.reports.sentences import split_sentences
 
 YES = {"en": "Yes", "de": "Ja"}
 NO = {"en": "No", "de": "Nein"}
-_NUMBER = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w])")
+# digits bound the number, letters do not: "23mm", "2,3x1,5cm", "L4" and "7th" all count
+_NUMBER = re.compile(r"(?<![\d.,])\d+(?:[.,]\d+)?(?![\d]|[.,]\d)")
 _SIDE = {
     "left": re.compile(r"\b(?:left|links|linke[nmrs]?)\b", re.IGNORECASE),
     "right": re.compile(r"\b(?:right|rechts|rechte[nmrs]?)\b", re.IGNORECASE),
@@ -162,12 +163,15 @@ def check_vqa(item: dict, lang: str, facts: Findings) -> str | None:
         if stated - facts.sides:
             return "vqa_side_not_in_findings"
     about = [m for m in in_question if m.class_name in facts.state]
-    if kind == "closed" and about and states_condition(q, lang):
-        # The question's own mention says whether it asks about an abnormality ("Is there a
-        # lesion in the liver?") or about normality ("Is the liver unremarkable?").
-        asks_abnormal = any(m.abnormal for m in about)
-        is_abnormal = any(facts.state[m.class_name] for m in about)
-        expected = YES[lang] if asks_abnormal == is_abnormal else NO[lang]
+    if kind == "closed" and about:
+        if states_condition(q, lang):
+            # The question's own mention says whether it asks about an abnormality ("Is there
+            # a lesion in the liver?") or about normality ("Is the liver unremarkable?").
+            asks_abnormal = any(m.abnormal for m in about)
+            is_abnormal = any(facts.state[m.class_name] for m in about)
+            expected = YES[lang] if asks_abnormal == is_abnormal else NO[lang]
+        else:
+            expected = YES[lang]  # "Is the liver visible?": it is, or it would not be asked
         if a != expected:
             return "vqa_answer_contradicts_findings"
     return None

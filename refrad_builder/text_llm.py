@@ -11,11 +11,12 @@ success.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from refrad_builder.anatomy import LabelSchema
-from refrad_builder.llm import LLMClient, Request
+from refrad_builder.llm import LLMAnswerError, LLMClient, Request
 from refrad_builder.llm_checks import Findings, check_translation, check_vqa
 from refrad_builder.prompts import load_prompt
 from refrad_builder.records import Box, Mention, ReportRecord, Sentence, SliceRecord, VQAItem
@@ -132,8 +133,11 @@ def _keyword_mentions(
         if cls not in schema.by_name:
             reject("keywords_unknown_class")
             continue
-        at = s.text.casefold().find(words.casefold()) if words else -1
-        if at < 0:
+        # on the text itself, whole words only: casefold() changes lengths ("ß" -> "ss")
+        hit = (
+            re.search(rf"(?<!\w){re.escape(words)}(?!\w)", s.text, re.IGNORECASE) if words else None
+        )
+        if hit is None:
             reject("keywords_not_in_sentence")
             continue
         if states_condition(words, lang):
@@ -148,7 +152,7 @@ def _keyword_mentions(
         if cls not in visible:
             reject("keywords_not_visible")
             continue
-        out.append(Mention(class_name=cls, abnormal=found["abnormal"], span=(at, at + len(words))))
+        out.append(Mention(class_name=cls, abnormal=found["abnormal"], span=hit.span()))
     return out
 
 
@@ -158,7 +162,9 @@ def finish(plan: SlicePlan, results: list, schema: LabelSchema) -> LLMOutcome:
     if not plan.requests:
         return LLMOutcome(plan.base, [])
     for r in results:
-        if isinstance(r, Exception):
+        # an unreachable server is transient (the slice is retried); an answer that is no
+        # valid JSON of its schema, or a request the server refuses, is the same next time
+        if isinstance(r, Exception) and not isinstance(r, LLMAnswerError):
             raise r
     rejected: dict[str, int] = {}
 
@@ -171,6 +177,9 @@ def finish(plan: SlicePlan, results: list, schema: LabelSchema) -> LLMOutcome:
     vqa = list(plan.base.vqa)
     added = 0
     for (kind, ctx), answer in zip(plan.purposes, results, strict=True):
+        if isinstance(answer, LLMAnswerError):
+            reject(answer.reason)
+            continue
         if kind == "temporal":
             sentence = answer["sentence"].strip()
             if not sentence:
@@ -196,6 +205,8 @@ def finish(plan: SlicePlan, results: list, schema: LabelSchema) -> LLMOutcome:
                 after = rules_ground(
                     s.model_copy(update={"mentions": s.mentions + extra}), plan.visible, plan.sl
                 )
+                if after == before:  # the new span overlapped one the rules grounded
+                    continue
                 if before in grounded[src]:
                     grounded[src][grounded[src].index(before)] = after
                 else:

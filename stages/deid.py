@@ -38,23 +38,41 @@ class DeidStage(Stage):
 
     def plan(self) -> list[WorkItem]:
         self._mapping_path()  # refuse a table inside the work/output tree before any work
+        upstream = self.ctx.upstream("ingest/series")
+        cfg = self.ctx.config
+        # one walk of the inputs on the driver, not one per worker
+        found = (
+            inputs.index(self.ctx.secret, list(cfg.inputs.dicom), cfg.ingest.follow_symlinks)
+            if upstream
+            else {}
+        )
         items = []
-        for _item_id, fp, records in self.ctx.upstream("ingest/series"):
+        for _item_id, fp, records in upstream:
             rec = SeriesRecord(**records[0])
-            items.append(WorkItem(id=rec.series_id, payload=records[0], input_fingerprint=fp))
+            # paths live only in this in-memory payload; the ledger keeps the keyed ids
+            sources = [found.get(i) for i in rec.files]
+            items.append(
+                WorkItem(
+                    id=rec.series_id,
+                    payload={**records[0], "sources": sources},
+                    input_fingerprint=fp,
+                )
+            )
         return items
 
-    def _sources(self, rec: SeriesRecord) -> list[Path]:
-        cfg = self.ctx.config
-        return inputs.resolve(
-            self.ctx.secret,
-            [Path(r) for r in cfg.inputs.dicom],
-            rec.files,
-            cfg.ingest.follow_symlinks,
-        )
+    def _sources(self, rec: SeriesRecord, sources: list[str | None] | None) -> list[Path]:
+        if sources is None:  # an item planned elsewhere: look the files up now
+            cfg = self.ctx.config
+            return inputs.resolve(
+                self.ctx.secret, list(cfg.inputs.dicom), rec.files, cfg.ingest.follow_symlinks
+            )
+        found = {i: s for i, s in zip(rec.files, sources, strict=True) if s is not None}
+        return inputs.paths_of(found, rec.files)
 
     def process(self, item: WorkItem) -> DeidSeries | Drop:
-        rec = SeriesRecord(**item.payload)
+        payload = dict(item.payload)
+        sources = payload.pop("sources", None)
+        rec = SeriesRecord(**payload)
         series_dir = self.out_dir / "blobs" / rec.series_id
         written: list[Path] = []
 
@@ -64,7 +82,7 @@ class DeidStage(Stage):
             written.append(path)
 
         result = deidentify_series(
-            self._sources(rec),
+            self._sources(rec, sources),
             secret=self.ctx.secret,
             ids=SeriesIds(
                 patient_id=rec.patient_id, study_id=rec.study_id, series_id=rec.series_id

@@ -10,7 +10,7 @@ import pytest
 from pydicom.uid import UID
 
 from refrad_builder.config import InputsConfig, RunConfig
-from refrad_builder.inputs import file_id
+from refrad_builder.inputs import InputFileMissing, file_id
 from refrad_builder.ledger import Ledger
 from refrad_builder.records import DeidSeries, SeriesRecord
 from refrad_builder.stage import Drop, StageContext, WorkItem
@@ -67,7 +67,20 @@ def test_plan_reads_ingest_series_ledger(stage: DeidStage, root: Path) -> None:
     ledger.write_manifest({rec.series_id: "fp1", "dropped1": "fp2"}, "1", "h")
     items = stage.plan()
     assert [(i.id, i.input_fingerprint) for i in items] == [(rec.series_id, "fp1")]
-    assert SeriesRecord(**items[0].payload) == rec
+    payload = dict(items[0].payload)
+    # the driver walked the inputs once: each keyed id found its file again
+    assert payload.pop("sources") == [str(p) for p in sorted(root.rglob("CT.*"))]
+    assert SeriesRecord(**payload) == rec
+    out = stage.process(items[0])
+    assert isinstance(out, DeidSeries) and len(out.files) == 5
+
+
+def test_a_file_gone_since_ingest_is_a_transient_error(stage: DeidStage, root: Path) -> None:
+    rec = _record(stage, root)
+    sorted(root.rglob("CT.*"))[1].unlink()
+    with pytest.raises(InputFileMissing) as err:
+        stage.process(_item(rec))
+    assert str(root) not in str(err.value)
 
 
 def test_process_writes_deidentified_series(stage: DeidStage, root: Path) -> None:

@@ -80,10 +80,22 @@ def _llm_run(tmp_path, monkeypatch, answer):
         return cfg, s.requests, {r.stage: r for r in runs}
 
 
-def test_unparsable_answers_are_errors_and_rejected_output_is_a_drop(tmp_path, monkeypatch):
+def test_unparsable_answers_and_refused_requests_are_counted_drops(tmp_path, monkeypatch):
+    """An answer that is no JSON of its schema (or a request the server refuses) is the same
+    on every retry: a counted rejection, and a drop when nothing else came back. A server
+    that cannot be reached is transient: the slices stay failed and are retried."""
     cfg, _, runs = _llm_run(tmp_path, monkeypatch, lambda b: (200, "not json at all"))
     st = Ledger(cfg.work_dir / "text").status("text")
-    assert st.failed.get("LLMAnswerError", 0) > 0 and st.pending == 0
+    assert st.failed == {} and st.dropped == {"llm_answer_unparsable": st.planned - st.done}
+    assert st.dropped["llm_answer_unparsable"] > 0
+
+    cfg, _, _ = _llm_run(tmp_path / "refused", monkeypatch, lambda b: (400, ""))
+    st = Ledger(cfg.work_dir / "text").status("text")
+    assert st.failed == {} and st.dropped.get("llm_request_refused", 0) > 0
+
+    cfg, _, _ = _llm_run(tmp_path / "down", monkeypatch, lambda b: (503, ""))
+    st = Ledger(cfg.work_dir / "text").status("text")
+    assert st.failed.get("LLMUnavailable", 0) > 0 and st.pending == 0
     assert (
         not (cfg.out_dir / "shards.json").exists()
         or json.loads((cfg.out_dir / "summary.json").read_text())["samples"] < st.planned

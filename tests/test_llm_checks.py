@@ -145,3 +145,50 @@ def test_german_questions_about_an_english_report():
     assert check_vqa(size, "de", FACTS) is None
     english = _item("Is there a lesion in the liver of this patient?", "Ja")
     assert check_vqa(english, "de", FACTS) == "vqa_wrong_language"
+
+
+def test_numbers_written_next_to_their_unit_are_checked():
+    src = "Hypodense Läsion der Leber, 23mm, und Zyste 2,3x1,5cm."
+    assert (
+        check_translation(
+            src, "de", "Hypodense lesion of the liver, 23 mm, and cyst 2.3 x 1.5 cm.", "en"
+        )
+        is None
+    )
+    assert (
+        check_translation(
+            src, "de", "Hypodense lesion of the liver, 32mm, and cyst 2.3 x 1.5 cm.", "en"
+        )
+        == "translation_numbers_differ"
+    )
+    big = _item("Is the liver lesion 20mm in size?", "Yes")
+    assert check_vqa(big, "en", FACTS) == "vqa_numbers_not_in_findings"
+
+
+def test_a_closed_question_without_a_finding_asks_about_a_visible_structure():
+    assert check_vqa(_item("Is the liver visible in this image?", "Yes"), "en", FACTS) is None
+    no = _item("Is the liver visible in this image?", "No")
+    assert check_vqa(no, "en", FACTS) == "vqa_answer_contradicts_findings"
+
+
+def test_model_keywords_are_placed_on_whole_words_of_the_sentence():
+    """Spans come from the sentence itself ("ß" would shift a casefolded search) and only
+    whole words count ("Arm" is no mention inside "Darm")."""
+    from refrad_builder.anatomy import schema
+    from refrad_builder.text_llm import _keyword_mentions
+
+    text = "Größenprogrediente Raumforderung im Lobus caudatus, Darm unauffällig."
+    s = Sentence(text=text, section="findings", mentions=find_mentions(text, "de"))
+    rejected = []
+    answer = {
+        "mentions": [
+            {"class": "liver", "abnormal": True, "keyword": "lobus Caudatus"},
+            {"class": "humerus_left", "abnormal": False, "keyword": "Arm"},
+        ]
+    }
+    visible = {"liver": None, "humerus_left": None}
+    found = _keyword_mentions(answer, s, "de", visible, schema(), rejected.append)
+    assert [(m.class_name, text[m.span[0] : m.span[1]]) for m in found] == [
+        ("liver", "Lobus caudatus")
+    ]
+    assert rejected == ["keywords_not_in_sentence"]
