@@ -166,6 +166,11 @@ class LLMConfig(_Section):
     batch_slices: int = Field(
         default=64, description="slices whose requests one text worker sends as one round"
     )
+    on_all_rejected: Literal["drop", "rules"] = Field(
+        default="drop",
+        description="a slice whose model answers all fail the checks: drop it (counted), or "
+        "keep its rules products (generator rules, the rejections in provenance)",
+    )
     temperature: float = 0.0
     max_tokens: int = 512
 

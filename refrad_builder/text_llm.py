@@ -37,11 +37,13 @@ class LLMRejected(Exception):
 
 @dataclass
 class LLMOutcome:
-    """Products plus what was checked and left out."""
+    """Products plus what was checked and left out. ``from_model`` is False when every answer
+    failed and the rules products stand alone (``llm.on_all_rejected: rules``)."""
 
     products: TextProducts
     prompts: list[str]
     rejected: dict[str, int] = field(default_factory=dict)
+    from_model: bool = True
 
 
 @dataclass
@@ -156,11 +158,14 @@ def _keyword_mentions(
     return out
 
 
-def finish(plan: SlicePlan, results: list, schema: LabelSchema) -> LLMOutcome:
+def finish(
+    plan: SlicePlan, results: list, schema: LabelSchema, keep_rules: bool = False
+) -> LLMOutcome:
     """Check the answers and build the products. A failed request's exception is raised (the
-    slice is retried next run); output that fails every check raises LLMRejected."""
-    if not plan.requests:
-        return LLMOutcome(plan.base, [])
+    slice is retried next run); output that fails every check raises LLMRejected, or, with
+    ``keep_rules``, leaves the rules products alone."""
+    if not plan.requests:  # nothing to ask (no report): the rules products as they are
+        return LLMOutcome(plan.base, [], from_model=False)
     for r in results:
         # an unreachable server is transient (the slice is retried); an answer that is no
         # valid JSON of its schema, or a request the server refuses, is the same next time
@@ -232,13 +237,17 @@ def finish(plan: SlicePlan, results: list, schema: LabelSchema) -> LLMOutcome:
                     )
                 )
                 added += 1
+    used = list(dict.fromkeys(r.prompt.key for r in plan.requests))
     if added == 0:
+        if keep_rules:
+            return LLMOutcome(plan.base, used, rejected, from_model=False)
         raise LLMRejected(max(rejected, key=rejected.get) if rejected else "llm_output_empty")
-    used = [r.prompt.key for r in plan.requests]
-    return LLMOutcome(TextProducts(captions, grounded, vqa), list(dict.fromkeys(used)), rejected)
+    return LLMOutcome(TextProducts(captions, grounded, vqa), used, rejected)
 
 
-def generate_many(client: LLMClient, plans: list[SlicePlan], schema: LabelSchema) -> list:
+def generate_many(
+    client: LLMClient, plans: list[SlicePlan], schema: LabelSchema, keep_rules: bool = False
+) -> list:
     """One round of requests for a batch of slices; per slice an LLMOutcome or the exception
     (LLMRejected, or a transient LLMUnavailable/LLMAnswerError)."""
     results = client.complete_many([r for p in plans for r in p.requests])
@@ -247,7 +256,7 @@ def generate_many(client: LLMClient, plans: list[SlicePlan], schema: LabelSchema
     for p in plans:
         mine, at = results[at : at + len(p.requests)], at + len(p.requests)
         try:
-            out.append(finish(p, mine, schema))
+            out.append(finish(p, mine, schema, keep_rules))
         except Exception as exc:  # per slice: one slice's failure is not the batch's
             out.append(exc)
     return out

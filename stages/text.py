@@ -105,7 +105,8 @@ class TextStage(Stage):
             except Exception as exc:  # transient by contract: only this slice fails
                 prepared.append(((), exc))
         plans = [p for _, p in prepared if not isinstance(p, Exception)]
-        outcomes = iter(generate_many(self.client, plans, self.schema))
+        keep_rules = self.ctx.config.llm.on_all_rejected == "rules"
+        outcomes = iter(generate_many(self.client, plans, self.schema, keep_rules))
         results: list[TextRecord | Drop | Exception] = []
         for a, plan in prepared:
             outcome = plan if isinstance(plan, Exception) else next(outcomes)
@@ -119,7 +120,9 @@ class TextStage(Stage):
                         a[0],
                         a[1],
                         outcome.products,
-                        generator=f"llm:{self.ctx.config.llm.model}",
+                        generator=f"llm:{self.ctx.config.llm.model}"
+                        if outcome.from_model
+                        else GENERATOR,
                         prompt=",".join(outcome.prompts) or None,
                         rejected=dict(sorted(outcome.rejected.items())),
                     )

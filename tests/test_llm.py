@@ -61,7 +61,7 @@ def test_client_caches_and_validates(tmp_path):
         assert not any((tmp_path / "c2").rglob("*.json"))  # invalid answers are never cached
 
 
-def _llm_run(tmp_path, monkeypatch, answer):
+def _llm_run(tmp_path, monkeypatch, answer, *overrides):
     monkeypatch.setenv("REFRAD_SECRET", "llm-test-secret-0123456789")
     make_demo(tmp_path / "demo", studies=2, seed=1, include_real=False)
     with StubServer(answer) as s:
@@ -74,6 +74,7 @@ def _llm_run(tmp_path, monkeypatch, answer):
                 f"llm.url={s.url}",
                 "llm.max_retries=0",
                 "llm.model=stub-model",
+                *overrides,
             ],
         )
         runs = run_pipeline(cfg, executor=LocalExecutor(), progress=lambda x: None)
@@ -88,6 +89,17 @@ def test_unparsable_answers_and_refused_requests_are_counted_drops(tmp_path, mon
     st = Ledger(cfg.work_dir / "text").status("text")
     assert st.failed == {} and st.dropped == {"llm_answer_unparsable": st.planned - st.done}
     assert st.dropped["llm_answer_unparsable"] > 0
+
+    # or, when asked to, the slice keeps its rules products, with the rejections recorded
+    cfg, _, _ = _llm_run(
+        tmp_path / "keep", monkeypatch, lambda b: (200, "{}"), "llm.on_all_rejected=rules"
+    )
+    st = Ledger(cfg.work_dir / "text").status("text")
+    assert st.done == st.planned and st.failed == {} and st.dropped == {}
+    samples = [r[2][0]["sample"] for r in Ledger(cfg.work_dir / "text").current_outputs()]
+    asked = [x for x in samples if x["provenance"]["prompt"]]
+    assert asked and all(x["provenance"]["generator"] == "rules:1" for x in samples)
+    assert all(x["provenance"]["llm_rejected"].get("llm_answer_unparsable") for x in asked)
 
     cfg, _, _ = _llm_run(tmp_path / "refused", monkeypatch, lambda b: (400, ""))
     st = Ledger(cfg.work_dir / "text").status("text")
