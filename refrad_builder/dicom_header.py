@@ -14,12 +14,13 @@ functional groups.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from refrad_builder.inputs import file_id
+from refrad_builder.inputs import ArchiveMemberError, file_id, input_size, open_input
 from refrad_builder.pseudo import keyed_hex
 from refrad_builder.records import FileHeader
 
@@ -68,37 +69,56 @@ def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
         return None
 
 
-_ARCHIVE_MAGIC = ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"))
+# zip: a local file header, an empty archive's end record, a spanned archive's marker
+_ARCHIVE_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+    (b"PK\x07\x08", "zip"),
+)
 
 
-def _archive_kind(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError:
-        return None
+def _archive_kind(head: bytes) -> str | None:
     for magic, kind in _ARCHIVE_MAGIC:
         if head.startswith(magic):
             return kind
     return None
 
 
-def read_dataset(path: Path) -> pydicom.Dataset:
-    """Read a header (pixel data deferred, not loaded); raise HeaderError with a reason."""
-    kind = _archive_kind(path)
-    if kind is not None:
-        raise HeaderError("archive_file", f"a {kind} archive; unpack it into an input folder")
+def read_dataset(path: str | Path, max_bytes: int | None = None) -> pydicom.Dataset:
+    """Read a header (pixel data deferred, not loaded); raise HeaderError with a reason.
+    ``path`` may name a zip member (``archive.zip::member``, see :mod:`refrad_builder.inputs`)."""
     try:
-        return pydicom.dcmread(path, defer_size=1024)
-    except InvalidDicomError:
-        pass
-    except Exception:
+        fh = open_input(path, max_bytes)
+    except ArchiveMemberError as exc:
+        raise HeaderError(exc.reason) from None
+    except OSError:
         raise HeaderError("unreadable_dicom") from None
-    # No preamble/file meta: accept a raw data set only if it looks like one.
-    try:
-        ds = pydicom.dcmread(path, defer_size=1024, force=True)
-    except Exception:
-        raise HeaderError("not_dicom") from None
+    with fh:
+        kind = _archive_kind(fh.read(4))
+        if kind is not None:
+            # a listable zip is walked as its files: this one is damaged, empty or nested
+            raise HeaderError(
+                "archive_file",
+                f"a {kind} archive that is not read"
+                + ("" if kind == "gzip" else " (damaged, empty, nested or not named .zip)")
+                + "; unpack it into an input folder",
+            )
+        fh.seek(0)
+        # large values stay on disk for a file (re-read by name); a member is in memory anyway
+        defer = 1024 if getattr(fh, "name", None) else None
+        try:
+            return pydicom.dcmread(fh, defer_size=defer)
+        except InvalidDicomError:
+            pass
+        except Exception:
+            raise HeaderError("unreadable_dicom") from None
+        # No preamble/file meta: accept a raw data set only if it looks like one.
+        fh.seek(0)
+        try:
+            ds = pydicom.dcmread(fh, defer_size=defer, force=True)
+        except Exception:
+            raise HeaderError("not_dicom") from None
     if "SOPClassUID" not in ds and "Modality" not in ds:
         raise HeaderError("not_dicom")
     return ds
@@ -124,7 +144,7 @@ def known_phi(secret: bytes, ds: pydicom.Dataset) -> list[str]:
     )
 
 
-def _dicomdir_detail(ds: pydicom.Dataset, path: Path) -> str:
+def _dicomdir_detail(ds: pydicom.Dataset, path: str) -> str:
     """How many files a DICOMDIR references and how many of them are present beside it."""
     referenced = present = 0
     try:
@@ -134,7 +154,7 @@ def _dicomdir_detail(ds: pydicom.Dataset, path: Path) -> str:
                 continue
             parts = [parts] if isinstance(parts, str) else list(parts)
             referenced += 1
-            present += (path.parent.joinpath(*[str(p) for p in parts])).is_file()
+            present += Path(path).parent.joinpath(*[str(p) for p in parts]).is_file()
     except Exception:  # a damaged index still is an index: report what could be counted
         pass
     return (
@@ -160,7 +180,8 @@ def _orientation_key(ds: pydicom.Dataset) -> str:
 
 def read_header(secret: bytes, root: int, root_path: Path, rel: str) -> FileHeader:
     """Read one file's header into a FileHeader; raise HeaderError for unusable files."""
-    path = root_path / rel
+    # joined as text: Path would normalise a zip member's name ("a/./b")
+    path = os.path.join(root_path, rel)
     ds = read_dataset(path)
     try:
         return _header(secret, root, path, rel, ds)
@@ -170,7 +191,7 @@ def read_header(secret: bytes, root: int, root_path: Path, rel: str) -> FileHead
         raise HeaderError("unreadable_header", type(exc).__name__) from None
 
 
-def _header(secret: bytes, root: int, path: Path, rel: str, ds: pydicom.Dataset) -> FileHeader:
+def _header(secret: bytes, root: int, path: str, rel: str, ds: pydicom.Dataset) -> FileHeader:
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(ds, "SOPClassUID") or (
         str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
@@ -217,7 +238,7 @@ def _header(secret: bytes, root: int, path: Path, rel: str, ds: pydicom.Dataset)
     return FileHeader(
         file_id=file_id(secret, root, rel),
         root=root,
-        size=path.stat().st_size,
+        size=input_size(path),
         patient_key=keyed_hex(secret, "patient", patient_basis),
         study_key=keyed_hex(secret, "study", study_basis),
         series_key=keyed_hex(secret, "series", series_basis),

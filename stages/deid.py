@@ -60,7 +60,7 @@ class DeidStage(Stage):
             )
         return items
 
-    def _sources(self, rec: SeriesRecord, sources: list[str | None] | None) -> list[Path]:
+    def _sources(self, rec: SeriesRecord, sources: list[str | None] | None) -> list[str]:
         if sources is None:  # an item planned elsewhere: look the files up now
             cfg = self.ctx.config
             return inputs.resolve(

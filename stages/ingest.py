@@ -8,11 +8,12 @@ counts report rows that match no study in ``ingest/reports``.
 from __future__ import annotations
 
 import collections
+import os
 from pathlib import Path
 
 from refrad_builder.config import stable_hash
 from refrad_builder.dicom_header import HeaderError, read_header
-from refrad_builder.inputs import file_id, walk
+from refrad_builder.inputs import change_key, file_id, input_size, walk
 from refrad_builder.ledger import Ledger, item_fingerprint
 from refrad_builder.pseudo import keyed_hex, pseudonym
 from refrad_builder.records import FileHeader, ReportRef, SeriesRecord, StudyRecord
@@ -34,14 +35,13 @@ class IngestStage(Stage):
         items = []
         roots = [Path(r) for r in self.ctx.config.inputs.dicom]
         for root_idx, root, rel in walk(roots, self.cfg.follow_symlinks):
-            st = (root / rel).stat()
             item_id = file_id(self.ctx.secret, root_idx, rel)
             items.append(
                 WorkItem(
                     id=item_id,
                     # the path lives only in memory: the ledger keeps the keyed id
                     payload={"root": root_idx, "path": rel},
-                    input_fingerprint=stable_hash([item_id, st.st_size, st.st_mtime_ns]),
+                    input_fingerprint=stable_hash([item_id, *change_key(os.path.join(root, rel))]),
                 )
             )
         return items
@@ -50,7 +50,7 @@ class IngestStage(Stage):
         root_idx = item.payload["root"]
         root = Path(self.ctx.config.inputs.dicom[root_idx])
         rel = item.payload["path"]
-        if (root / rel).stat().st_size > self.cfg.max_file_mb * 1024 * 1024:
+        if input_size(os.path.join(root, rel)) > self.cfg.max_file_mb * 1024 * 1024:
             return Drop("file_too_large")
         try:
             return read_header(self.ctx.secret, root_idx, root, rel)

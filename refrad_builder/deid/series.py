@@ -35,6 +35,7 @@ from refrad_builder.deid import ocr
 from refrad_builder.deid.actions import ActionContext, apply_actions
 from refrad_builder.deid.profile import Profile, load_profile
 from refrad_builder.dicom_header import known_phi
+from refrad_builder.inputs import ArchiveMemberError, open_input
 from refrad_builder.pseudo import date_shift_days, uid_from
 from refrad_builder.reports.scrub import find_dates, scrub_known
 from refrad_builder.stage import Drop
@@ -146,7 +147,9 @@ def read_source(path: Path, *, header_only: bool = False) -> Dataset:
     Files without a preamble are accepted only when they look like a DICOM data set.
     """
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
+        fh = open_input(path)
+    except ArchiveMemberError:
+        raise UnreadableDicom() from None
     except OSError:
         raise SourceUnavailable("a source file of the series cannot be opened") from None
     with fh, quiet_pydicom():
