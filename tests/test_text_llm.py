@@ -121,8 +121,8 @@ def test_checked_answers_are_kept_and_wrong_ones_counted(upstream, tmp_path, mon
 
 
 def test_a_batch_of_slices_shares_one_round_of_requests(upstream, tmp_path, monkeypatch):
-    """With one round per batch the server sees ``llm.concurrency`` requests in flight; slice
-    by slice it never sees more than one slice's few. Identical requests go out once."""
+    """With one round per batch the server sees up to ``llm.concurrency`` requests in flight;
+    slice by slice it never sees more than one slice's few. Identical requests go out once."""
     # long enough that the client's own work per request (~10 ms) cannot drain the round
     with StubServer(answer, delay_s=0.5) as s:
         _text_run(upstream, tmp_path / "a", monkeypatch, s, "llm.concurrency=16")
@@ -134,5 +134,8 @@ def test_a_batch_of_slices_shares_one_round_of_requests(upstream, tmp_path, monk
         one_by_one = s.max_in_flight
     distinct = {json.dumps(b["messages"], sort_keys=True) for b in sent}
     assert len(sent) == len(distinct) > 16
-    assert batched == 16
+    # one slice asks at most 8 things (2 temporal, 1 translation, 3 keywords, 2 VQA): more in
+    # flight means slices share the round; never more than llm.concurrency (16 when the
+    # machine is idle; a busy one may not have sent the 16th before the first answer is back)
+    assert 8 < batched <= 16
     assert one_by_one <= 8
