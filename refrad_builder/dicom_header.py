@@ -70,6 +70,9 @@ def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
 
 
 # zip: a local file header, an empty archive's end record, a spanned archive's marker
+# Structured reports (Basic Text, Enhanced, Comprehensive, ...): a study's report source.
+SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+
 _ARCHIVE_MAGIC = (
     (b"\x1f\x8b", "gzip"),
     (b"PK\x03\x04", "zip"),
@@ -199,7 +202,8 @@ def _header(secret: bytes, root: int, path: str, rel: str, ds: pydicom.Dataset) 
     if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         raise HeaderError("dicomdir_index", _dicomdir_detail(ds, path))
     has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
-    if not has_pixels:
+    is_sr = sop_class.startswith(SR_CLASS_PREFIX) and "ContentSequence" in ds
+    if not has_pixels and not is_sr:
         raise HeaderError("no_pixel_data", f"sop class {sop_class or 'unknown'}")
     top = rel.split("/", 1)[0] if "/" in rel else ""
     folder = str(Path(rel).parent)
@@ -248,6 +252,7 @@ def _header(secret: bytes, root: int, path: str, rel: str, ds: pydicom.Dataset) 
         modality=_text(ds, "Modality").upper() or "OT",
         series_number=_int(ds, "SeriesNumber"),
         instance_number=_int(ds, "InstanceNumber"),
+        kind="sr" if is_sr and not has_pixels else "image",
         sop_class_uid=sop_class or None,
         transfer_syntax_uid=transfer or None,
         has_pixels=has_pixels,

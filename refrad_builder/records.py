@@ -40,6 +40,9 @@ class FileHeader(Record):
     sop_class_uid: str | None = None
     transfer_syntax_uid: str | None = None
     has_pixels: bool
+    kind: Literal["image", "sr"] = Field(
+        default="image", description="an image, or a structured report (a report source)"
+    )
     known_phi: list[str] = Field(
         default_factory=list, description="keyed hashes of PHI tokens from the header"
     )
@@ -57,10 +60,13 @@ class SeriesRecord(Record):
 
 
 class ReportRef(Record):
-    """Where a study's report lives in the report tables (no text here)."""
+    """Where a study's report lives: a report table row, or a DICOM SR file (no text here)."""
 
-    table: int = Field(description="index into inputs.reports")
-    row: int
+    table: int | None = Field(default=None, description="index into inputs.reports")
+    row: int | None = None
+    sr_files: list[str] = Field(
+        default_factory=list, description="keyed ids of the study's DICOM SR files, in order"
+    )
     key_kind: str
 
 

@@ -27,7 +27,7 @@ class IngestStage(Stage):
     """Header-only ingest of every file under the configured DICOM folders."""
 
     name = "ingest"
-    version = "2"
+    version = "3"
     extra_config = ("inputs",)
     uses_secret = True
 
@@ -64,9 +64,12 @@ class IngestStage(Stage):
         headers = [
             (fp, FileHeader(**recs[0])) for _, fp, recs in Ledger(self.out_dir).current_outputs()
         ]
+        # structured reports are report sources, not images: paired with studies below
+        srs = [(fp, h) for fp, h in headers if h.kind == "sr"]
         by_series: dict[str, list[tuple[str, FileHeader]]] = collections.defaultdict(list)
         for fp, h in headers:
-            by_series[h.series_key].append((fp, h))
+            if h.kind != "sr":
+                by_series[h.series_key].append((fp, h))
 
         series_items: dict[str, tuple[str, SeriesRecord | None, str]] = {}
         studies: dict[str, dict] = {}
@@ -100,6 +103,7 @@ class IngestStage(Stage):
 
         self._write_sub("series", series_items)
         pairs, report_drops = self._pair_reports(studies)
+        report_drops.update(self._pair_structured_reports(srs, studies, pairs))
         study_items: dict[str, tuple[str, StudyRecord | None, str]] = {}
         for study_id, st in sorted(studies.items()):
             ref = pairs.get(study_id)
@@ -114,6 +118,39 @@ class IngestStage(Stage):
             study_items[study_id] = (fp, rec, "")
         self._write_sub("studies", study_items)
         self._write_sub("reports", report_drops)
+
+    def _pair_structured_reports(
+        self,
+        srs: list[tuple[str, FileHeader]],
+        studies: dict[str, dict],
+        pairs: dict[str, ReportRef],
+    ) -> dict[str, tuple[str, None, str]]:
+        """Pair DICOM SR files with their studies (same study, or a shared accession number
+        or StudyInstanceUID) where no report table row did. A study's SRs (a report and its
+        addenda) together are its report; the rest are counted drops."""
+        secret = self.ctx.secret
+        key_to_study = {k: sid for sid, st in sorted(studies.items()) for k in st["keys"]}
+        drops: dict[str, tuple[str, None, str]] = {}
+        by_study: dict[str, list[FileHeader]] = collections.defaultdict(list)
+        order = sorted(
+            srs, key=lambda x: (x[1].series_number or 0, x[1].instance_number or 0, x[1].file_id)
+        )
+        for fp, h in order:
+            study_id = pseudonym(secret, "study", h.study_key)
+            if study_id not in studies:
+                keys = (h.accession_key, h.study_uid_key)
+                study_id = next((key_to_study[k] for k in keys if k in key_to_study), None)
+            if study_id is None:
+                drops[h.file_id] = (fp, None, "sr_report_without_study")
+            elif study_id in pairs:
+                drops[h.file_id] = (fp, None, "duplicate_report")  # a table row came first
+            else:
+                by_study[study_id].append(h)
+        for study_id, headers in by_study.items():
+            pairs[study_id] = ReportRef(sr_files=[h.file_id for h in headers], key_kind="sr")
+            for h in headers:  # the report text may name whoever the SR's own header names
+                studies[study_id]["phi"].update(h.known_phi)
+        return drops
 
     def _pair_reports(self, studies: dict[str, dict]):
         inputs = self.ctx.config.inputs

@@ -1,6 +1,7 @@
 """The ``report`` stage: one item per study with a paired report.
 
-Reads the report row named by ingest's :class:`~refrad_builder.records.ReportRef`, detects the
+Reads the report row (or the DICOM SR's text, :mod:`refrad_builder.reports.sr`) named by
+ingest's :class:`~refrad_builder.records.ReportRef`, detects the
 language (a valid language column overrides detection), scrubs known PHI and dates, and parses
 sections, sentences, key-image references and anatomy mentions into a
 :class:`~refrad_builder.records.ReportRecord`. Studies without a report are not planned here;
@@ -11,14 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydicom
 from polars.exceptions import OutOfBoundsError
 
+from refrad_builder import inputs as input_files
 from refrad_builder.config import stable_hash
+from refrad_builder.inputs import InputFileMissing, change_key, open_input
 from refrad_builder.pseudo import keyed_hex
 from refrad_builder.records import ReportRecord, StudyRecord
 from refrad_builder.report_table import ReportTableError, report_row
 from refrad_builder.reports.analyze import build_record
 from refrad_builder.reports.language import normalize_language
+from refrad_builder.reports.sr import sr_text
 from refrad_builder.stage import Drop, Resources, Stage, WorkItem
 
 
@@ -52,31 +57,68 @@ class ReportStage(Stage):
         return keyed_hex(self.ctx.secret, "report-text", text, lang)
 
     def plan(self) -> list[WorkItem]:
-        """One item per study that ingest paired with a report row."""
+        """One item per study that ingest paired with a report row or a DICOM SR."""
+        studies = [
+            StudyRecord.model_validate(rec)
+            for _item_id, _fp, records in self.ctx.upstream("ingest/studies")
+            for rec in records
+        ]
+        fps = {i: fp for i, fp, _ in self.ctx.upstream("ingest/studies")}
+        found = {}
+        if any(s.report and s.report.sr_files for s in studies):
+            cfg = self.ctx.config
+            # SR files are found again by their keyed ids, as deid finds images
+            found = input_files.index(
+                self.ctx.secret, list(cfg.inputs.dicom), cfg.ingest.follow_symlinks
+            )
         items: list[WorkItem] = []
-        for _item_id, fp, records in self.ctx.upstream("ingest/studies"):
-            for rec in records:
-                study = StudyRecord.model_validate(rec)
-                if study.report is None:
-                    continue
-                ref = study.report
-                payload: dict[str, Any] = {
-                    "study_id": study.study_id,
-                    "patient_id": study.patient_id,
-                    "table": ref.table,
-                    "row": ref.row,
-                    "known_phi": list(study.known_phi),
-                }
-                items.append(
-                    WorkItem(
-                        id=study.study_id,
-                        payload=payload,
-                        input_fingerprint=stable_hash(
-                            [fp, study.study_id, self._text_fingerprint(ref.table, ref.row)]
-                        ),
-                    )
+        for study in studies:
+            ref = study.report
+            if ref is None:
+                continue
+            payload: dict[str, Any] = {
+                "study_id": study.study_id,
+                "patient_id": study.patient_id,
+                "table": ref.table,
+                "row": ref.row,
+                "known_phi": list(study.known_phi),
+            }
+            if ref.sr_files:
+                paths = [found.get(i) for i in ref.sr_files]
+                payload["sr_paths"] = paths  # in memory only, like deid's sources
+                text_fp = keyed_hex(
+                    self.ctx.secret,
+                    "report-sr",
+                    *(str(change_key(p)) if p else "missing" for p in paths),
                 )
+            else:
+                text_fp = self._text_fingerprint(ref.table, ref.row)
+            items.append(
+                WorkItem(
+                    id=study.study_id,
+                    payload=payload,
+                    input_fingerprint=stable_hash(
+                        [fps.get(study.study_id), study.study_id, text_fp]
+                    ),
+                )
+            )
         return items
+
+    def _sr_report(self, paths: list[str | None]) -> str | Drop:
+        """The text of a study's DICOM SR files (report, then addenda), or a Drop."""
+        if any(p is None for p in paths):
+            raise InputFileMissing("an SR file seen by ingest is gone; rerun ingest")
+        texts = []
+        for path in paths:
+            try:
+                with open_input(path) as fh:
+                    ds = pydicom.dcmread(fh)
+            except OSError:
+                raise  # transient: the file is unreachable now
+            except Exception:
+                return Drop("sr_report_unreadable")
+            texts.append(sr_text(ds))
+        return "\n\n".join(t for t in texts if t)
 
     def process(self, item: WorkItem) -> ReportRecord | Drop:
         """Parse one study's report; drops: unreadable table or row, empty text, a language
@@ -84,13 +126,19 @@ class ReportStage(Stage):
         p = item.payload
         inputs = self.ctx.config.inputs
         cfg = self.ctx.config.report
-        try:
-            values = self._row(int(p["table"]), int(p["row"]))
-        except ReportTableError:
-            return Drop("report_table_unreadable")
-        except IndexError:
-            return Drop("report_row_missing")
-        text = values.get(inputs.report_text_column)
+        if p.get("sr_paths"):
+            text = self._sr_report(p["sr_paths"])
+            if isinstance(text, Drop):
+                return text
+            values: dict[str, str | None] = {}
+        else:
+            try:
+                values = self._row(int(p["table"]), int(p["row"]))
+            except ReportTableError:
+                return Drop("report_table_unreadable")
+            except IndexError:
+                return Drop("report_row_missing")
+            text = values.get(inputs.report_text_column)
         if not isinstance(text, str) or not text.strip():
             return Drop("empty_report")
         lang = normalize_language(values.get(inputs.report_language_column))

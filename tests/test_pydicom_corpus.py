@@ -50,7 +50,9 @@ def _outcomes(cfg: RunConfig) -> dict[str, dict]:
     work = Path(cfg.work_dir)
     secret = SECRET.encode()
     ingest = IngestStage(StageContext(cfg, _secret=secret))
-    ledgers = {s: Ledger(work / s) for s in ("ingest", "ingest/series", "deid", "volume")}
+    ledgers = {
+        s: Ledger(work / s) for s in ("ingest", "ingest/series", "ingest/reports", "deid", "volume")
+    }
     out: dict[str, dict] = {}
     by_series: dict[str, list[str]] = {}
     rel_by_id: dict[str, str] = {}
@@ -63,6 +65,14 @@ def _outcomes(cfg: RunConfig) -> dict[str, dict]:
             out[rel] = {"stage": "ingest", "outcome": "reject", "reason": entry["reason"]}
             continue
         header = FileHeader.model_validate(entry["records"][0])
+        if header.kind == "sr":  # a report source: used by its study, or a counted drop
+            report = ledgers["ingest/reports"].entry(item.id)
+            out[rel] = (
+                {"stage": "reports", "outcome": "reject", "reason": report["reason"]}
+                if report is not None
+                else {"stage": "reports", "outcome": "report", "reason": ""}
+            )
+            continue
         series_id = pseudonym(secret, "series", header.series_key)
         by_series.setdefault(series_id, []).append(rel)
 
@@ -197,7 +207,9 @@ def test_known_files_end_as_expected(corpus):
     check("test_files/zipMR.gz", "ingest", "archive_file")
     check("test_files/README.txt", "ingest", "not_dicom")
     check("test_files/rtplan.dcm", "ingest", "no_pixel_data")
-    check("test_files/reportsi.dcm", "ingest", "no_pixel_data")
+    # structured reports are report sources; these belong to no study of the corpus
+    check("test_files/reportsi.dcm", "reports", "sr_report_without_study")
+    check("test_files/test-SR.dcm", "reports", "sr_report_without_study")
     check("test_files/ExplVR_BigEndNoMeta.dcm", "ingest", "no_pixel_data")  # no file meta
     check("test_files/waveform_ecg.dcm", "ingest", "no_pixel_data")
     check("test_files/rtdose.dcm", "series", "unsupported_modality")
