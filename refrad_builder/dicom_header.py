@@ -70,8 +70,12 @@ def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
 
 
 # zip: a local file header, an empty archive's end record, a spanned archive's marker
-# Structured reports (Basic Text, Enhanced, Comprehensive, ...): a study's report source.
-SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+# Structured reports that carry a written report: Basic Text, Enhanced, Comprehensive,
+# Comprehensive 3D and Extensible SR. Dose reports, key object selections and CAD results
+# are SRs too, but no report text: they stay counted as no_pixel_data.
+SR_REPORT_CLASSES = frozenset(
+    f"1.2.840.10008.5.1.4.1.1.88.{n}" for n in ("11", "22", "33", "34", "35")
+)
 
 _ARCHIVE_MAGIC = (
     (b"\x1f\x8b", "gzip"),
@@ -202,7 +206,7 @@ def _header(secret: bytes, root: int, path: str, rel: str, ds: pydicom.Dataset) 
     if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         raise HeaderError("dicomdir_index", _dicomdir_detail(ds, path))
     has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
-    is_sr = sop_class.startswith(SR_CLASS_PREFIX) and "ContentSequence" in ds
+    is_sr = sop_class in SR_REPORT_CLASSES and "ContentSequence" in ds
     if not has_pixels and not is_sr:
         raise HeaderError("no_pixel_data", f"sop class {sop_class or 'unknown'}")
     top = rel.split("/", 1)[0] if "/" in rel else ""

@@ -19,6 +19,7 @@ from refrad_builder.reports.sr import sr_text
 from refrad_builder.runner import LocalExecutor, run_pipeline
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
 OBSERVER = "Obsermann^Olga"
 
 
@@ -45,14 +46,17 @@ def _item(value_type: str, relationship: str, meaning: str, **values) -> Dataset
     return item
 
 
-def write_sr(path: Path, like: pydicom.Dataset, findings: str, impression: str) -> None:
-    """A Basic Text SR of the study of ``like`` (same patient, study and accession)."""
+def write_sr(
+    path: Path, like: pydicom.Dataset, findings: str, impression: str, sop_class=BASIC_TEXT_SR
+) -> None:
+    """An SR (Basic Text unless told) of the study of ``like`` (same patient, study and
+    accession)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = BASIC_TEXT_SR, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, ds.file_meta.MediaStorageSOPInstanceUID
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID"):
         setattr(ds, keyword, like.get(keyword, ""))
     ds.AccessionNumber = like.get("AccessionNumber", "")
@@ -101,6 +105,8 @@ def test_an_sr_beside_the_images_is_the_study_report(tmp_path, monkeypatch):
     )
     # an addendum joins the report; an SR of no study here is a counted drop
     write_sr(study / "addendum.dcm", like, "Spleen unremarkable.", "No change.")
+    # a dose report is an SR without report text: counted as before, never a report
+    write_sr(study / "dose.dcm", like, "CTDIvol 12.3 mGy", "DLP 456", sop_class=DOSE_SR)
     other = pydicom.dcmread(get_testdata_file("test-SR.dcm"))
     other.save_as(demo / "dicom" / "foreign_sr.dcm")
     cfg = load_config(
@@ -117,6 +123,8 @@ def test_an_sr_beside_the_images_is_the_study_report(tmp_path, monkeypatch):
     assert liver and all(m.abnormal for m in liver)
     reasons = Ledger(cfg.work_dir / "ingest" / "reports").status("ingest/reports").dropped
     assert reasons == {"sr_report_without_study": 1}
+    assert Ledger(cfg.work_dir / "ingest").status("ingest").dropped == {"no_pixel_data": 1}
+    assert "CTDIvol" not in report.scrubbed_text
     spleen = [m for s in report.sentences for m in s.mentions if m.class_name == "spleen"]
     assert spleen and not any(m.abnormal for m in spleen)
     for name in (family, OBSERVER.split("^")[0]):
