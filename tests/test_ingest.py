@@ -45,7 +45,7 @@ def test_real_series_groups_despite_empty_uids(tmp_path, real_ct_dir):
     studies = Ledger(work / "ingest" / "studies").current_outputs()
     assert len(studies) == 1
     study = studies[0][2][0]
-    assert study["report"] == {"table": 0, "row": 0, "key_kind": "study_folder"}
+    assert study["report"] == {"table": 0, "row": 0, "key_kind": "study_folder", "sr_files": []}
     assert study["series_ids"] == [rec["series_id"]]
     st = Ledger(work / "ingest").status("ingest")
     assert st.done == 20 and st.pending == 0
