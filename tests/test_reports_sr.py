@@ -132,3 +132,20 @@ def test_an_sr_beside_the_images_is_the_study_report(tmp_path, monkeypatch):
         for path in (tmp_path / "work").rglob("*"):
             if path.is_file():
                 assert name.encode() not in path.read_bytes(), path
+
+
+def test_a_table_row_wins_over_an_sr_which_is_counted(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFRAD_SECRET", "sr-report-secret-0123456789")
+    demo = tmp_path / "demo"
+    make_demo(demo, studies=1, seed=2, include_real=False)
+    study = demo / "dicom" / "study_001"
+    like = pydicom.dcmread(sorted(study.rglob("*.dcm"))[0], stop_before_pixels=True)
+    write_sr(study / "report.dcm", like, "Zebra-striped lesion of the liver.", "Zebra.")
+    cfg = load_config(
+        demo / "config.yaml", [f"work_dir={tmp_path / 'work'}", f"out_dir={tmp_path / 'out'}"]
+    )
+    run_pipeline(cfg, stages=["ingest", "report"], executor=LocalExecutor(), progress=print)
+    [(_, _, [rec])] = Ledger(cfg.work_dir / "report").current_outputs()
+    assert "Zebra" not in rec["scrubbed_text"] and len(rec["sentences"]) > 3
+    reasons = Ledger(cfg.work_dir / "ingest" / "reports").status("ingest/reports").dropped
+    assert reasons == {"duplicate_report": 1}
