@@ -260,20 +260,3 @@ def generate_many(
         except Exception as exc:  # per slice: one slice's failure is not the batch's
             out.append(exc)
     return out
-
-
-def generate(
-    client: LLMClient,
-    sl: SliceRecord,
-    report: ReportRecord | None,
-    series_classes: list[str],
-    schema: LabelSchema,
-    max_sentences: int,
-    max_negatives: int,
-) -> LLMOutcome:
-    """One slice on its own (tests, previews): :func:`prepare` + requests + :func:`finish`."""
-    plan = prepare(sl, report, series_classes, schema, max_sentences, max_negatives)
-    [outcome] = generate_many(client, [plan], schema)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome

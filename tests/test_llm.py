@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from llm_fake_model import task_of
 from llm_stub import StubServer
 
 from refrad_builder.config import LLMConfig, load_config
@@ -21,20 +22,6 @@ GOOD = {
         "translation": "Es zeigt sich eine hypodense Läsion in der Leber des Patienten."
     },
 }
-
-
-def _task(body: dict) -> str:
-    system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
-    user = body["messages"][-1]["content"]
-    if "translation" in user:
-        return "translate.de" if "Übersetze" in user else "translate.en"
-    if '"sentence"' in user:
-        return "temporal"
-    if '"mentions"' in user:
-        return "keywords"
-    if '"items"' in user:
-        return "vqa.de" if "Befunde" in user else "vqa.en"
-    return system
 
 
 def test_response_format_per_flavour():
@@ -114,7 +101,7 @@ def test_unparsable_answers_and_refused_requests_are_counted_drops(tmp_path, mon
     )
 
     def wrong_language(body):
-        task = _task(body)
+        task = task_of(body)
         if task.startswith("translate"):
             # a "translation" in the source language fails the language check
             bad = GOOD["translate.de" if task == "translate.en" else "translate.en"]
