@@ -89,7 +89,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 schemas: $(VENV)/.installed
-	$(PY) -m refrad_builder.schema_gen schemas
+	$(PY) -m refrad_builder.publish.schema_gen schemas
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py

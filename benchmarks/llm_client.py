@@ -2,7 +2,7 @@
 
 A loopback OpenAI-compatible server answers every request after a fixed latency and serves at
 most ``SERVER_SLOTS`` requests at a time, so its ceiling is ``SERVER_SLOTS / LATENCY``
-requests per second. The client (``refrad_builder.llm.LLMClient``, concurrency = slots) should
+requests per second. The client (``refrad_builder.text.llm_client.LLMClient``, concurrency = slots) should
 reach close to that ceiling: ratio = achieved / ceiling (target >= 0.8), i.e. the client is
 never the bottleneck. The server also reports the most requests it had in flight at once,
 against its slots (the client should keep every slot busy: 1.0).
@@ -18,9 +18,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from refrad_builder.config import LLMConfig
-from refrad_builder.llm import LLMClient, Request
-from refrad_builder.prompts import load_prompt
+from refrad_builder.engine.config import LLMConfig
+from refrad_builder.text.llm_client import LLMClient, Request
+from refrad_builder.text.prompts import load_prompt
 
 LATENCY = 0.25  # an LLM answer takes seconds; a quarter of one is already harsh
 SERVER_SLOTS = 16

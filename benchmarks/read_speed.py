@@ -101,9 +101,9 @@ def tarfile_epochs(urls: list[str], epochs: int = EPOCHS) -> int:
 
 def build_demo_shards(dest: Path) -> Path:
     """Run the pipeline on the demo data (in-process) into ``dest``; returns the shard folder."""
-    from refrad_builder.config import load_config
     from refrad_builder.demo import make_demo
-    from refrad_builder.runner import LocalExecutor, run_pipeline
+    from refrad_builder.engine.config import load_config
+    from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 
     make_demo(dest / "demo")
     cfg = load_config(

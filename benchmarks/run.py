@@ -23,7 +23,7 @@ import numpy as np
 from volume_vs_dcm2niix import rows as volume_rows
 from volume_vs_dcm2niix import run as run_volume
 
-from refrad_builder.shardwriter import write_shards
+from refrad_builder.publish.shardwriter import write_shards
 
 
 def best_of(fn, repeat: int = 5) -> float:

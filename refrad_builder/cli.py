@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from refrad_builder.stage import STAGE_ORDER
+from refrad_builder.engine.stage import STAGE_ORDER
 
 EPILOG = """examples:
   refrad demo make demo-inputs --studies 4
@@ -23,7 +23,7 @@ and out_dir must then be on a filesystem every node can reach."""
 
 
 def _config(args: argparse.Namespace):
-    from refrad_builder.config import load_config
+    from refrad_builder.engine.config import load_config
 
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "work", None):
@@ -50,8 +50,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from refrad_builder.runner import run_pipeline, select_stages
-    from refrad_builder.validate import validate_dir
+    from refrad_builder.engine.runner import run_pipeline, select_stages
+    from refrad_builder.publish.validate import validate_dir
 
     cfg = _config(args)
     stages = select_stages(args.only, getattr(args, "from"), args.until)
@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from refrad_builder.runner import stage_status
+    from refrad_builder.engine.runner import stage_status
 
     statuses = [s.as_dict() for s in stage_status(_config(args))]
     if args.json:
@@ -89,7 +89,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from refrad_builder.validate import main as validate_main
+    from refrad_builder.publish.validate import main as validate_main
 
     return validate_main([str(args.path)] + (["--json"] if args.json else []))
 
@@ -97,9 +97,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
-    from refrad_builder.anatomy import schema
-    from refrad_builder.config import dump_config
-    from refrad_builder.stage import get_stage
+    from refrad_builder.anatomy.labels import schema
+    from refrad_builder.engine.config import dump_config
+    from refrad_builder.engine.stage import get_stage
 
     cfg = _config(args)
     print(f"refrad_builder {version('refrad-builder')}")
@@ -131,7 +131,7 @@ def cmd_report_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_serve(args: argparse.Namespace) -> int:
-    from refrad_builder import llm_serve
+    from refrad_builder.text import serve as llm_serve
 
     if args.backend == "llamacpp":
         proc, url = llm_serve.start_llamacpp(
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes one static HTML file: images with boxes and class names, captions in "
         "both languages, grounded captions and VQA, filterable by task and modality.",
     )
-    from refrad_builder.preview import add_preview_arguments, cli_preview
+    from refrad_builder.publish.preview import add_preview_arguments, cli_preview
 
     add_preview_arguments(p)
     p.set_defaults(func=cli_preview)
@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except Exception as exc:
-        from refrad_builder.config import SecretMissing
-        from refrad_builder.llm_serve import ServeError
+        from refrad_builder.engine.config import SecretMissing
+        from refrad_builder.text.serve import ServeError
 
         if isinstance(exc, SecretMissing | FileNotFoundError | ValueError | ServeError):
             print(f"refrad: error: {exc}", file=sys.stderr)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refrad_builder import inputs
-from refrad_builder.deid import SeriesIds, deidentify_series, mapping
-from refrad_builder.io import atomic_write_bytes
-from refrad_builder.records import DeidSeries, SeriesRecord
-from refrad_builder.stage import Drop, Resources, Stage, WorkItem
+from refrad_builder.deid import mapping
+from refrad_builder.deid.series import SeriesIds, deidentify_series
+from refrad_builder.engine.io import atomic_write_bytes
+from refrad_builder.engine.records import DeidSeries, SeriesRecord
+from refrad_builder.engine.stage import Drop, Resources, Stage, WorkItem
+from refrad_builder.inputs import walk as inputs
 
 
 class DeidStage(Stage):

@@ -11,14 +11,14 @@ import collections
 import os
 from pathlib import Path
 
-from refrad_builder.config import stable_hash
-from refrad_builder.dicom_header import HeaderError, read_header
-from refrad_builder.inputs import change_key, file_id, input_size, walk
-from refrad_builder.ledger import Ledger, item_fingerprint
-from refrad_builder.pseudo import keyed_hex, pseudonym
-from refrad_builder.records import FileHeader, ReportRef, SeriesRecord, StudyRecord
-from refrad_builder.report_table import ReportTableError, load_table
-from refrad_builder.stage import Drop, Stage, WorkItem
+from refrad_builder.deid.pseudo import keyed_hex, pseudonym
+from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.ledger import Ledger, item_fingerprint
+from refrad_builder.engine.records import FileHeader, ReportRef, SeriesRecord, StudyRecord
+from refrad_builder.engine.stage import Drop, Stage, WorkItem
+from refrad_builder.inputs.dicom_header import HeaderError, read_header
+from refrad_builder.inputs.report_table import ReportTableError, load_table
+from refrad_builder.inputs.walk import change_key, file_id, input_size, walk
 
 SUPPORTED_MODALITIES = {"CT", "MR"}
 

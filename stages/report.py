@@ -1,10 +1,10 @@
 """The ``report`` stage: one item per study with a paired report.
 
 Reads the report row (or the DICOM SR's text, :mod:`refrad_builder.reports.sr`) named by
-ingest's :class:`~refrad_builder.records.ReportRef`, detects the
+ingest's :class:`~refrad_builder.engine.records.ReportRef`, detects the
 language (a valid language column overrides detection), scrubs known PHI and dates, and parses
 sections, sentences, key-image references and anatomy mentions into a
-:class:`~refrad_builder.records.ReportRecord`. Studies without a report are not planned here;
+:class:`~refrad_builder.engine.records.ReportRecord`. Studies without a report are not planned here;
 their images still flow on through the imaging stages.
 """
 
@@ -15,16 +15,16 @@ from typing import Any
 import pydicom
 from polars.exceptions import OutOfBoundsError
 
-from refrad_builder import inputs as input_files
-from refrad_builder.config import stable_hash
-from refrad_builder.inputs import InputFileMissing, change_key, open_input
-from refrad_builder.pseudo import keyed_hex
-from refrad_builder.records import ReportRecord, StudyRecord
-from refrad_builder.report_table import ReportTableError, report_row
+from refrad_builder.deid.pseudo import keyed_hex
+from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.records import ReportRecord, StudyRecord
+from refrad_builder.engine.stage import Drop, Resources, Stage, WorkItem
+from refrad_builder.inputs import walk as input_files
+from refrad_builder.inputs.report_table import ReportTableError, report_row
+from refrad_builder.inputs.walk import InputFileMissing, change_key, open_input
 from refrad_builder.reports.analyze import build_record
 from refrad_builder.reports.language import normalize_language
 from refrad_builder.reports.sr import sr_text
-from refrad_builder.stage import Drop, Resources, Stage, WorkItem
 
 
 class ReportStage(Stage):

@@ -26,13 +26,13 @@ from typing import ClassVar
 import nibabel as nib
 import numpy as np
 
-from refrad_builder.anatomy import schema
-from refrad_builder.config import stable_hash
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import SegmentRecord, VolumeRecord
+from refrad_builder.engine.stage import Drop, Resources, Stage, WorkItem
 from refrad_builder.imaging import classical, precomputed, totalseg
 from refrad_builder.imaging.nifti import is_nifti, read_geometry, read_nifti, write_nifti
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import SegmentRecord, VolumeRecord
-from refrad_builder.stage import Drop, Resources, Stage, WorkItem
 
 log = logging.getLogger(__name__)
 

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import polars as pl
 
-from refrad_builder.config import stable_hash
-from refrad_builder.io import (
+from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.io import (
     atomic_write_json,
     atomic_write_text,
     atomic_write_via,
     dumps,
     read_json,
 )
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import SCHEMA_VERSION, RunSummary, TextRecord
-from refrad_builder.shardwriter import write_shards
-from refrad_builder.stage import STAGE_ORDER, Stage, WorkItem
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import SCHEMA_VERSION, RunSummary, TextRecord
+from refrad_builder.engine.stage import STAGE_ORDER, Stage, WorkItem
+from refrad_builder.publish.shardwriter import write_shards
 
 INDEX = "shards.json"
 EXPORT_DIR = "refrad2d"
@@ -184,14 +184,14 @@ class ShardsStage(Stage):
                 ],
             },
         )
-        from refrad_builder.card import write_card
+        from refrad_builder.publish.card import write_card
 
         write_card(target)
         return []
 
     def _export(self, kept: list[TextRecord], target: Path) -> dict[str, int]:
         """The RefRad2D on-disk layout beside the shards (RadGrounder's loaders read it)."""
-        from refrad_builder.exports import export_refrad2d, items_from_upstream
+        from refrad_builder.publish.refrad2d import export_refrad2d, items_from_upstream
 
         def flat(name: str) -> list[dict]:
             return [r for _, _, recs in self.ctx.upstream(name) for r in recs]

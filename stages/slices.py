@@ -19,8 +19,18 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from refrad_builder.anatomy import LabelSchema, schema
-from refrad_builder.config import stable_hash
+from refrad_builder.anatomy.labels import LabelSchema, schema
+from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.io import atomic_write_bytes
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import (
+    ReportRecord,
+    SegmentRecord,
+    SliceRecord,
+    VolumeRecord,
+    Window,
+)
+from refrad_builder.engine.stage import Drop, Resources, Stage, WorkItem
 from refrad_builder.imaging.boxes import union_boxes
 from refrad_builder.imaging.png import encode_png
 from refrad_builder.imaging.slicing import (
@@ -33,16 +43,6 @@ from refrad_builder.imaging.slicing import (
     reformat_allowed,
 )
 from refrad_builder.imaging.windows import percentile_window
-from refrad_builder.io import atomic_write_bytes
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import (
-    ReportRecord,
-    SegmentRecord,
-    SliceRecord,
-    VolumeRecord,
-    Window,
-)
-from refrad_builder.stage import Drop, Resources, Stage, WorkItem
 
 CANONICAL = ("L", "P", "S")
 CT_OFFSET = 1024

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from refrad_builder.anatomy import schema
-from refrad_builder.config import stable_hash
-from refrad_builder.records import (
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.records import (
     Provenance,
     ReportRecord,
     Sample,
     SliceRecord,
     TextRecord,
 )
-from refrad_builder.stage import STAGE_ORDER, Drop, Stage, WorkItem, get_stage
-from refrad_builder.text_rules import GENERATOR, TextProducts, make_products
+from refrad_builder.engine.stage import STAGE_ORDER, Drop, Stage, WorkItem, get_stage
+from refrad_builder.text.rules import GENERATOR, TextProducts, make_products
 
 PROMPT_TASKS = ("temporal", "translate", "vqa", "keywords")
 
@@ -45,7 +45,7 @@ class TextStage(Stage):
     def config_hash(self) -> str:
         parts = [super().config_hash()]
         if self.cfg.generator == "llm":
-            from refrad_builder.prompts import load_prompt
+            from refrad_builder.text.prompts import load_prompt
 
             parts.append(self.ctx.config.section_hash("llm"))
             parts += [load_prompt(t, lang).key for t in PROMPT_TASKS for lang in ("de", "en")]
@@ -56,7 +56,7 @@ class TextStage(Stage):
         self.versions = {n: get_stage(n).version for n in STAGE_ORDER}
         self.client = None
         if self.cfg.generator == "llm":
-            from refrad_builder.llm import LLMClient
+            from refrad_builder.text.llm_client import LLMClient
 
             self.client = LLMClient(self.ctx.config.llm, self.out_dir / "llm_cache")
 
@@ -95,7 +95,7 @@ class TextStage(Stage):
                 except Exception as exc:  # transient by contract: only this slice fails
                     out.append(exc)
             return out
-        from refrad_builder.text_llm import LLMRejected, generate_many, prepare
+        from refrad_builder.text.llm_text import LLMRejected, generate_many, prepare
 
         prepared: list[tuple[tuple, object]] = []
         for item in items:

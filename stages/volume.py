@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from refrad_builder.engine.records import DeidSeries, VolumeRecord
+from refrad_builder.engine.stage import Drop, Resources, Stage, WorkItem
 from refrad_builder.imaging.nifti import storage_dtype, write_nifti
 from refrad_builder.imaging.orientation import voxel_spacing
 from refrad_builder.imaging.series_volume import VolumeError, read_series_canonical
-from refrad_builder.records import DeidSeries, VolumeRecord
-from refrad_builder.stage import Drop, Resources, Stage, WorkItem
 
 
 class VolumeStage(Stage):

@@ -27,9 +27,9 @@ def real_ct_dir(tmp_path: Path) -> Path:
 def small_demo_shards(tmp_path_factory) -> Path:
     """Shards of a small demo run (4 slices per series, several shards per split). Shared
     by several test files: read it, or copy it before changing anything."""
-    from refrad_builder.config import load_config
     from refrad_builder.demo import make_demo
-    from refrad_builder.runner import LocalExecutor, run_pipeline
+    from refrad_builder.engine.config import load_config
+    from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 
     root = tmp_path_factory.mktemp("small_demo")
     make_demo(root / "demo", studies=2)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import re
 
-from refrad_builder.anatomy import schema
-from refrad_builder.llm_checks import NO, YES, numbers, state_of
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions
 from refrad_builder.reports.sentences import split_sentences
+from refrad_builder.text.checks import NO, YES, numbers, state_of
 
 # the wrong VQA answers, one per check, with the reason the stage must count
 WRONG_VQA = {

@@ -3,8 +3,8 @@ from importlib import resources
 
 import pytest
 
-from refrad_builder.anatomy import schema
-from refrad_builder.llm_checks import state_of
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.text.checks import state_of
 
 
 def test_every_class_has_a_german_name():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.imaging.boxes import mask_extent, union_boxes
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from refrad_builder.config import SecretMissing, load_config, load_secret
-from refrad_builder.ledger import Ledger, item_fingerprint
-from refrad_builder.runner import select_stages
-from refrad_builder.schema_gen import generate
-from refrad_builder.stage import get_stage
+from refrad_builder.engine.config import SecretMissing, load_config, load_secret
+from refrad_builder.engine.ledger import Ledger, item_fingerprint
+from refrad_builder.engine.runner import select_stages
+from refrad_builder.engine.stage import get_stage
+from refrad_builder.publish.schema_gen import generate
 
 
 def test_yaml_and_overrides(tmp_path):

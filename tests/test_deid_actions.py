@@ -10,12 +10,12 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, JPEG2000Lossless
 
-from refrad_builder.config import DeidConfig
-from refrad_builder.deid import SeriesIds, deidentify_series, load_profile, remap_uid
-from refrad_builder.deid.actions import ActionContext, apply_actions, shift_dt
-from refrad_builder.deid.series import age_years
-from refrad_builder.pseudo import uid_from
-from refrad_builder.stage import Drop
+from refrad_builder.deid.actions import ActionContext, apply_actions, remap_uid, shift_dt
+from refrad_builder.deid.profile import load_profile
+from refrad_builder.deid.pseudo import uid_from
+from refrad_builder.deid.series import SeriesIds, age_years, deidentify_series
+from refrad_builder.engine.config import DeidConfig
+from refrad_builder.engine.stage import Drop
 
 SECRET = b"actions-secret-0123456789"
 

@@ -44,11 +44,11 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage
 
-from refrad_builder.config import load_config
-from refrad_builder.deid import load_profile
 from refrad_builder.deid.actions import BINARY_VRS
+from refrad_builder.deid.profile import load_profile
 from refrad_builder.demo.maker import make_demo
-from refrad_builder.runner import LocalExecutor, run_pipeline
+from refrad_builder.engine.config import load_config
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 
 SECRET = "leak-test-secret-0123456789abcdef"
 TEXT_RE = re.compile(rb"LEAK\d{5}Q")

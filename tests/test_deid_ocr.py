@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from refrad_builder.config import DeidConfig
 from refrad_builder.deid import ocr
 from refrad_builder.deid.series import SeriesIds, deidentify_series
+from refrad_builder.engine.config import DeidConfig
 
 pytestmark = pytest.mark.skipif(not ocr.available(), reason="needs pytesseract + tesseract")
 

@@ -9,8 +9,14 @@ import json
 import pytest
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from refrad_builder.deid import ProfileError, gen_table, load_profile
-from refrad_builder.deid.profile import parse_profile, resolve_code, table_document
+from refrad_builder.deid import gen_table
+from refrad_builder.deid.profile import (
+    ProfileError,
+    load_profile,
+    parse_profile,
+    resolve_code,
+    table_document,
+)
 
 
 def _action(keyword: str) -> str | None:

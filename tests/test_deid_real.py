@@ -12,10 +12,10 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, JPEG2000Lossless
 
-from refrad_builder.config import DeidConfig
-from refrad_builder.deid import SeriesIds, deidentify_series, read_source
-from refrad_builder.pseudo import uid_from
-from refrad_builder.stage import Drop
+from refrad_builder.deid.pseudo import uid_from
+from refrad_builder.deid.series import SeriesIds, deidentify_series, read_source
+from refrad_builder.engine.config import DeidConfig
+from refrad_builder.engine.stage import Drop
 
 REAL_CT = Path(__file__).resolve().parents[1] / "refrad_builder/demo/data/real_ct/dicom"
 SECRET = b"real-series-secret-0123456789"

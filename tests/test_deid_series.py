@@ -12,10 +12,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
-from refrad_builder.config import DeidConfig
-from refrad_builder.deid import SeriesIds, deidentify_series
-from refrad_builder.pseudo import date_shift_days, uid_from
-from refrad_builder.stage import Drop
+from refrad_builder.deid.pseudo import date_shift_days, uid_from
+from refrad_builder.deid.series import SeriesIds, deidentify_series
+from refrad_builder.engine.config import DeidConfig
+from refrad_builder.engine.stage import Drop
 
 SECRET = b"test-secret-0123456789abcdef"
 IDS = SeriesIds(patient_id="pat0pseudo", study_id="stu0pseudo", series_id="ser0pseudo")

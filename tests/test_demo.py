@@ -15,11 +15,11 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-from refrad_builder.anatomy import schema
-from refrad_builder.config import load_config
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.demo import make_demo
 from refrad_builder.demo.dicom_series import NESTED_PRIVATE_CREATOR, PRIVATE_CREATOR
 from refrad_builder.demo.real_ct import _source
+from refrad_builder.engine.config import load_config
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 REF_PATTERNS = (

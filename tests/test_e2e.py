@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from refrad_builder.demo import make_demo
-from refrad_builder.validate import validate_dir
+from refrad_builder.publish.validate import validate_dir
 
 pytestmark = pytest.mark.slow
 SECRET = "e2e-test-secret-0123456789abcdef"

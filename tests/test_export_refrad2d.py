@@ -15,30 +15,30 @@ import pydicom
 import pytest
 import zstandard
 
-from refrad_builder import grounding
-from refrad_builder.anatomy import schema
-from refrad_builder.config import load_config
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.demo import make_demo
-from refrad_builder.exports import ExportItem, export_refrad2d, items_from_upstream
-from refrad_builder.exports.models import (
+from refrad_builder.engine.config import load_config
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import TextRecord
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.imaging.boxes import union_boxes
+from refrad_builder.imaging.png import decode_png
+from refrad_builder.publish.refrad2d import ExportItem, export_refrad2d, items_from_upstream
+from refrad_builder.publish.refrad2d.export import (
+    REPORTS_FILE,
+    dicom_path,
+    segment_relpath,
+    snippet_relpath,
+)
+from refrad_builder.publish.refrad2d.models import (
     Refrad2DLabelMap,
     Refrad2DManifest,
     Refrad2DReportRow,
     Refrad2DSegmentIndex,
     Refrad2DSnippetIndex,
 )
-from refrad_builder.exports.orientation import GridMap, grid_map
-from refrad_builder.exports.refrad2d import (
-    REPORTS_FILE,
-    dicom_path,
-    segment_relpath,
-    snippet_relpath,
-)
-from refrad_builder.imaging.boxes import union_boxes
-from refrad_builder.imaging.png import decode_png
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import TextRecord
-from refrad_builder.runner import LocalExecutor, run_pipeline
+from refrad_builder.publish.refrad2d.orientation import GridMap, grid_map
+from refrad_builder.text import grounding
 
 SECRET = "export-test-secret-0123456789abcdef"
 # identifying header values of the shipped real CT series (see test_e2e)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
+from refrad_builder.stages.ingest import IngestStage
 
-from refrad_builder.config import InputsConfig, RunConfig
-from refrad_builder.ledger import Ledger
-from refrad_builder.runner import LocalExecutor, run_pipeline
-from refrad_builder.stage import StageContext, WorkItem
-from stages.ingest import IngestStage
+from refrad_builder.engine.config import InputsConfig, RunConfig
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.engine.stage import StageContext, WorkItem
 
 
 def _cfg(tmp_path: Path, inputs: Path, reports: list[Path] | None = None) -> RunConfig:
@@ -120,8 +120,8 @@ def test_names_in_folders_and_files_never_reach_work_or_out(tmp_path, monkeypatc
 
     import pyarrow.parquet as pq
 
-    from refrad_builder.config import load_config
     from refrad_builder.demo import make_demo
+    from refrad_builder.engine.config import load_config
 
     monkeypatch.setenv("REFRAD_SECRET", "folder-name-secret-0123456789")
     demo = tmp_path / "demo"

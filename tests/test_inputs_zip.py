@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from refrad_builder.config import InputsConfig, RunConfig
-from refrad_builder.inputs import MEMBER_SEP, split_member, walk
-from refrad_builder.ledger import Ledger
-from refrad_builder.runner import LocalExecutor, run_pipeline
+from refrad_builder.engine.config import InputsConfig, RunConfig
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.inputs.walk import MEMBER_SEP, split_member, walk
 
 STAGES = ["ingest", "deid", "volume"]
 NAME = "Mustermann_Erika"

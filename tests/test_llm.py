@@ -8,12 +8,12 @@ import pytest
 from llm_fake_model import task_of
 from llm_stub import StubServer
 
-from refrad_builder.config import LLMConfig, load_config
 from refrad_builder.demo import make_demo
-from refrad_builder.ledger import Ledger
-from refrad_builder.llm import LLMAnswerError, LLMClient, Request, response_format
-from refrad_builder.prompts import load_prompt
-from refrad_builder.runner import LocalExecutor, run_pipeline
+from refrad_builder.engine.config import LLMConfig, load_config
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.text.llm_client import LLMAnswerError, LLMClient, Request, response_format
+from refrad_builder.text.prompts import load_prompt
 
 GOOD = {
     "temporal": {"sentence": "Hypodense lesion in the liver."},
@@ -133,8 +133,8 @@ def test_prompt_messages_have_no_unfilled_fields(flavor):
 
 
 def test_prompt_schemas_and_answer_models_agree():
-    from refrad_builder.llm import parse_answer
-    from refrad_builder.llm_answers import MODELS
+    from refrad_builder.text.answers import MODELS
+    from refrad_builder.text.llm_client import parse_answer
 
     examples = {
         "translate": {"translation": "x"},

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from refrad_builder.llm_checks import Findings, check_translation, check_vqa, numbers
-from refrad_builder.records import Sentence
+from refrad_builder.engine.records import Sentence
 from refrad_builder.reports.mentions import find_mentions
+from refrad_builder.text.checks import Findings, check_translation, check_vqa, numbers
 
 DE = (
     "Hypodense Läsion im rechten Leberlappen von 2,3 cm (Se 3/Bi 142). Milz unauffällig. "
@@ -174,8 +174,8 @@ def test_a_closed_question_without_a_finding_asks_about_a_visible_structure():
 def test_model_keywords_are_placed_on_whole_words_of_the_sentence():
     """Spans come from the sentence itself ("ß" would shift a casefolded search) and only
     whole words count ("Arm" is no mention inside "Darm")."""
-    from refrad_builder.anatomy import schema
-    from refrad_builder.text_llm import _keyword_mentions
+    from refrad_builder.anatomy.labels import schema
+    from refrad_builder.text.llm_text import _keyword_mentions
 
     text = "Größenprogrediente Raumforderung im Lobus caudatus, Darm unauffällig."
     s = Sentence(text=text, section="findings", mentions=find_mentions(text, "de"))

@@ -13,11 +13,11 @@ pytest.importorskip("llama_cpp", reason="needs the llm-local extra (make test-ll
 
 from llm_stub import CountingProxy  # noqa: E402
 
-from refrad_builder.config import load_config  # noqa: E402
 from refrad_builder.demo import make_demo  # noqa: E402
-from refrad_builder.ledger import Ledger  # noqa: E402
-from refrad_builder.llm_serve import start_llamacpp  # noqa: E402
-from refrad_builder.runner import LocalExecutor, run_pipeline  # noqa: E402
+from refrad_builder.engine.config import load_config  # noqa: E402
+from refrad_builder.engine.ledger import Ledger  # noqa: E402
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline  # noqa: E402
+from refrad_builder.text.serve import start_llamacpp  # noqa: E402
 
 pytestmark = pytest.mark.llm
 

@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 import vllm_standin
 
-from refrad_builder.config import LLMConfig
-from refrad_builder.llm import LLMClient, LLMUnavailable, Request
-from refrad_builder.llm_serve import (
+from refrad_builder.engine.config import LLMConfig
+from refrad_builder.text.llm_client import LLMClient, LLMUnavailable, Request
+from refrad_builder.text.prompts import load_prompt
+from refrad_builder.text.serve import (
     VLLM_ACTOR_NAME,
     ServeError,
     VLLMServer,
     free_port,
     start_vllm_actor,
 )
-from refrad_builder.prompts import load_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {k: "1" for k in vllm_standin.ENV_KEYS}

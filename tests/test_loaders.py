@@ -14,7 +14,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from refrad_builder.records import Sample
+from refrad_builder.engine.records import Sample
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from refrad_builder.anatomy import schema
-from refrad_builder.config import InputsConfig, RunConfig, SegmentConfig, SlicesConfig
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.config import InputsConfig, RunConfig, SegmentConfig, SlicesConfig
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import SliceRecord
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 from refrad_builder.imaging.png import decode_png
 from refrad_builder.imaging.slicing import plane_slice
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import SliceRecord
-from refrad_builder.runner import LocalExecutor, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CT = ROOT / "refrad_builder" / "demo" / "data" / "real_ct"
@@ -247,9 +247,9 @@ def _stage_item(work: Path, spacing: tuple[float, float, float], **slices_cfg):
     """A canonical CT volume with a LIVER block on the patient's right, anterior, cranial
     half, and the slices stage to run on it."""
     import nibabel as nib
+    from refrad_builder.stages.slices import SlicesStage
 
-    from refrad_builder.stage import StageContext, WorkItem
-    from stages.slices import SlicesStage
+    from refrad_builder.engine.stage import StageContext, WorkItem
 
     liver = schema().by_name["liver"].id
     hu = np.full((20, 16, 12), -1000, dtype=np.int16)

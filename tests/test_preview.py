@@ -17,16 +17,16 @@ import pytest
 from PIL import Image
 from test_card import demo_shards
 
-from refrad_builder import grounding
-from refrad_builder.card import iter_samples
 from refrad_builder.imaging.png import decode_png
-from refrad_builder.preview import (
+from refrad_builder.publish.card import iter_samples
+from refrad_builder.publish.preview import (
     add_preview_arguments,
     cli_preview,
     render_page,
     render_sample,
     write_preview,
 )
+from refrad_builder.text import grounding
 
 MAGENTA = (255, 0, 255)
 CYAN = (0, 255, 255)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import jsonschema
 
-from refrad_builder.records import ReportRecord
+from refrad_builder.engine.records import ReportRecord
 from refrad_builder.reports.analyze import (
     add_report_analyze_arguments,
     analyze,

@@ -1,6 +1,6 @@
 import pytest
 
-from refrad_builder.records import ImageRef
+from refrad_builder.engine.records import ImageRef
 from refrad_builder.reports.imagerefs import ANY_SERIES, image_refs
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.reports.mentions import find_mentions, lexicon
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from refrad_builder.pseudo import phi_hash
+from refrad_builder.deid.pseudo import phi_hash
 from refrad_builder.reports.scrub import (
     find_dates,
     known_phi_hashes,

@@ -11,12 +11,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from refrad_builder.config import load_config
 from refrad_builder.demo import make_demo
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import ReportRecord
+from refrad_builder.engine.config import load_config
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import ReportRecord
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 from refrad_builder.reports.sr import sr_text
-from refrad_builder.runner import LocalExecutor, run_pipeline
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"

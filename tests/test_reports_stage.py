@@ -1,11 +1,12 @@
 import csv
 
-from refrad_builder.config import InputsConfig, RunConfig
-from refrad_builder.ledger import Ledger
-from refrad_builder.pseudo import phi_hash
-from refrad_builder.records import ReportRecord, ReportRef, StudyRecord
-from refrad_builder.stage import Drop, StageContext, WorkItem
-from stages.report import ReportStage
+from refrad_builder.stages.report import ReportStage
+
+from refrad_builder.deid.pseudo import phi_hash
+from refrad_builder.engine.config import InputsConfig, RunConfig
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import ReportRecord, ReportRef, StudyRecord
+from refrad_builder.engine.stage import Drop, StageContext, WorkItem
 
 REPORTS = [
     {

@@ -9,9 +9,19 @@ import nibabel as nib
 import numpy as np
 import pytest
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+from refrad_builder.stages.slices import (
+    SlicesStage,
+    report_hints,
+    slice_id,
+    storage_params,
+    to_stored,
+)
 
-from refrad_builder.anatomy import schema
-from refrad_builder.config import RunConfig
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.config import RunConfig
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import SliceRecord, Window
+from refrad_builder.engine.stage import Drop, StageContext, WorkItem
 from refrad_builder.imaging.boxes import mask_extent
 from refrad_builder.imaging.png import decode_png, encode_png
 from refrad_builder.imaging.slicing import (
@@ -27,10 +37,6 @@ from refrad_builder.imaging.windows import (
     percentile_window,
     stored_to_display,
 )
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import SliceRecord, Window
-from refrad_builder.stage import Drop, StageContext, WorkItem
-from stages.slices import SlicesStage, report_hints, slice_id, storage_params, to_stored
 
 DATA = Path(__file__).parent / "data"
 LIVER = schema().by_name["liver"].id

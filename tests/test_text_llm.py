@@ -12,16 +12,16 @@ import pytest
 from llm_fake_model import WRONG_VQA, answer
 from llm_stub import StubServer
 
-from refrad_builder import grounding
-from refrad_builder.anatomy import schema
-from refrad_builder.config import load_config
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.demo import make_demo
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import Box
+from refrad_builder.engine.config import load_config
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import Box
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions
-from refrad_builder.runner import LocalExecutor, run_pipeline
-from refrad_builder.text_rules import visible_classes
+from refrad_builder.text import grounding
+from refrad_builder.text.rules import visible_classes
 
 UPSTREAM = ["ingest", "deid", "report", "volume", "segment", "slices"]
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from refrad_builder import grounding
-from refrad_builder.anatomy import schema
-from refrad_builder.records import Box, ReportRecord, SliceRecord
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.records import Box, ReportRecord, SliceRecord
 from refrad_builder.reports.analyze import build_record
 from refrad_builder.reports.language import detect_language
-from refrad_builder.text_rules import LANGS, make_products, visible_classes
+from refrad_builder.text import grounding
+from refrad_builder.text.rules import LANGS, make_products, visible_classes
 
 S = schema()
 

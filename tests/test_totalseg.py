@@ -25,18 +25,18 @@ pytest.importorskip(
     "'totalsegmentator==2.18.*'; make test installs it)",
 )
 
+from refrad_builder.stages.segment import SegmentStage  # noqa: E402
 from totalseg_tiny import build_tiny_weights  # noqa: E402
 from volume_items import volume_item
 
-from refrad_builder.anatomy import schema  # noqa: E402
-from refrad_builder.config import RunConfig, SegmentConfig  # noqa: E402
+from refrad_builder.anatomy.labels import schema  # noqa: E402
+from refrad_builder.engine.config import RunConfig, SegmentConfig  # noqa: E402
+from refrad_builder.engine.ledger import Ledger, item_fingerprint  # noqa: E402
+from refrad_builder.engine.records import SegmentRecord  # noqa: E402
+from refrad_builder.engine.runner import run_item  # noqa: E402
+from refrad_builder.engine.stage import Drop, StageContext  # noqa: E402
 from refrad_builder.imaging import totalseg  # noqa: E402
 from refrad_builder.imaging.nifti import read_nifti  # noqa: E402
-from refrad_builder.ledger import Ledger, item_fingerprint  # noqa: E402
-from refrad_builder.records import SegmentRecord  # noqa: E402
-from refrad_builder.runner import run_item  # noqa: E402
-from refrad_builder.stage import Drop, StageContext  # noqa: E402
-from stages.segment import SegmentStage  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 ENV_KEYS = (
@@ -217,7 +217,7 @@ def test_missing_weights_fail_fast_with_install_help(tmp_path, monkeypatch, offl
         assert run_item(stage, it)["reason"] == "totalseg_weights_missing"
     ledger.write_manifest({it.id: it.fingerprint for it in (ct, mr)}, stage.version, "c")
     assert ledger.status("segment").dropped == {"totalseg_weights_missing": 2}
-    with caplog.at_level(logging.WARNING, logger="stages.segment"):
+    with caplog.at_level(logging.WARNING, logger="refrad_builder.stages.segment"):
         stage.finalize()
     assert "2 volume(s) dropped as totalseg_weights_missing" in caplog.text
     assert "totalseg_download_weights -t total_fast" in caplog.text

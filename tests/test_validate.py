@@ -25,12 +25,12 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from refrad_builder import grounding
-from refrad_builder.anatomy import schema as label_schema
+from refrad_builder.anatomy.labels import schema as label_schema
+from refrad_builder.engine.records import Sample
 from refrad_builder.imaging.png import decode_png, encode_png
-from refrad_builder.records import Sample
-from refrad_builder.shardwriter import tar_bytes
-from refrad_builder.validate import main, validate_dir
+from refrad_builder.publish.shardwriter import tar_bytes
+from refrad_builder.publish.validate import main, validate_dir
+from refrad_builder.text import grounding
 
 Samples = list[tuple[str, dict[str, bytes]]]
 
@@ -263,7 +263,7 @@ def test_demo_run_has_what_the_breakage_tests_need(folder):
 
 def test_cli_module_exit_codes(good, folder):
     folder.edit_json(lambda s: s["captions"].pop("en"))
-    cmd = [sys.executable, "-m", "refrad_builder.validate"]
+    cmd = [sys.executable, "-m", "refrad_builder.publish.validate"]
     kw = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     ok = subprocess.Popen([*cmd, str(good)], **kw)
     bad = subprocess.Popen([*cmd, str(folder.path), "--json"], **kw)

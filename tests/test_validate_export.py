@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from refrad_builder.config import load_config
 from refrad_builder.demo import make_demo
-from refrad_builder.runner import LocalExecutor, run_pipeline
-from refrad_builder.validate import validate_dir
+from refrad_builder.engine.config import load_config
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.publish.validate import validate_dir
 
 
 @pytest.fixture(scope="module")

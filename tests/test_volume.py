@@ -16,8 +16,12 @@ import SimpleITK as sitk
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from refrad_builder.stages.volume import VolumeStage
 
-from refrad_builder.config import RunConfig, VolumeConfig
+from refrad_builder.engine.config import RunConfig, VolumeConfig
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import DeidSeries, VolumeRecord
+from refrad_builder.engine.stage import Drop, StageContext, WorkItem
 from refrad_builder.imaging.nifti import read_nifti, storage_dtype, write_nifti
 from refrad_builder.imaging.orientation import (
     orientation_codes,
@@ -25,10 +29,6 @@ from refrad_builder.imaging.orientation import (
     to_canonical,
 )
 from refrad_builder.imaging.series_volume import read_series_canonical
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import DeidSeries, VolumeRecord
-from refrad_builder.stage import Drop, StageContext, WorkItem
-from stages.volume import VolumeStage
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DICOM = ROOT / "refrad_builder" / "demo" / "data" / "real_ct" / "dicom"

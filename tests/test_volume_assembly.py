@@ -22,8 +22,13 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     RLELossless,
 )
+from refrad_builder.stages.volume import VolumeStage
 
-from refrad_builder.config import InputsConfig, RunConfig, VolumeConfig
+from refrad_builder.engine.config import InputsConfig, RunConfig, VolumeConfig
+from refrad_builder.engine.ledger import Ledger
+from refrad_builder.engine.records import DeidSeries, VolumeRecord
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.engine.stage import StageContext, WorkItem
 from refrad_builder.imaging.nifti import read_nifti
 from refrad_builder.imaging.orientation import orientation_codes
 from refrad_builder.imaging.series_volume import (
@@ -31,11 +36,6 @@ from refrad_builder.imaging.series_volume import (
     read_series,
     read_series_canonical,
 )
-from refrad_builder.ledger import Ledger
-from refrad_builder.records import DeidSeries, VolumeRecord
-from refrad_builder.runner import LocalExecutor, run_pipeline
-from refrad_builder.stage import StageContext, WorkItem
-from stages.volume import VolumeStage
 
 AXIAL = {"row_cos": [1.0, 0.0, 0.0], "col_cos": [0.0, 1.0, 0.0]}
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from refrad_builder.engine.records import VolumeRecord
+from refrad_builder.engine.stage import WorkItem
 from refrad_builder.imaging.nifti import write_nifti
 from refrad_builder.imaging.orientation import to_canonical
-from refrad_builder.records import VolumeRecord
-from refrad_builder.stage import WorkItem
 
 
 def volume_item(work: Path, source: Path, series_id: str, modality: str) -> WorkItem:

@@ -4,40 +4,6 @@
 ``data/dicom_e1_1.json``), ``actions`` applies it at every sequence depth, ``series``
 de-identifies whole series (UID remapping, date shift, Clean Descriptors, burned-in policy
 with the optional ``ocr`` check) and ``mapping`` writes the optional originals-to-pseudonyms
-table outside the output tree.
+table outside the output tree. ``pseudo`` holds the keyed pseudonyms, UIDs and date shifts
+that every part uses (it imports nothing of the package). Import the submodules directly.
 """
-
-from refrad_builder.deid.actions import is_well_known_uid, remap_uid
-from refrad_builder.deid.profile import Profile, ProfileError, load_profile
-from refrad_builder.deid.series import (
-    InstanceUids,
-    SeriesIds,
-    SeriesResult,
-    SourceUnavailable,
-    UnreadableDicom,
-    burned_in_reason,
-    deidentify_dataset,
-    deidentify_series,
-    encode,
-    is_burned_in,
-    read_source,
-)
-
-__all__ = [
-    "InstanceUids",
-    "Profile",
-    "ProfileError",
-    "SeriesIds",
-    "SeriesResult",
-    "SourceUnavailable",
-    "UnreadableDicom",
-    "burned_in_reason",
-    "deidentify_dataset",
-    "deidentify_series",
-    "encode",
-    "is_burned_in",
-    "is_well_known_uid",
-    "load_profile",
-    "read_source",
-    "remap_uid",
-]

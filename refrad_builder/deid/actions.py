@@ -18,7 +18,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
 from refrad_builder.deid.profile import CLEANABLE_VRS, Profile
-from refrad_builder.pseudo import shift_da, uid_from
+from refrad_builder.deid.pseudo import shift_da, uid_from
 
 DICOM_ROOT = "1.2.840.10008."
 DATE_VRS = frozenset({"DA", "DT", "TM"})

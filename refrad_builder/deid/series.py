@@ -30,15 +30,15 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from refrad_builder.config import DeidConfig
 from refrad_builder.deid import ocr
 from refrad_builder.deid.actions import ActionContext, apply_actions
 from refrad_builder.deid.profile import Profile, load_profile
-from refrad_builder.dicom_header import known_phi
-from refrad_builder.inputs import ArchiveMemberError, open_input
-from refrad_builder.pseudo import date_shift_days, uid_from
+from refrad_builder.deid.pseudo import date_shift_days, uid_from
+from refrad_builder.engine.config import DeidConfig
+from refrad_builder.engine.stage import Drop
+from refrad_builder.inputs.dicom_header import known_phi
+from refrad_builder.inputs.walk import ArchiveMemberError, open_input
 from refrad_builder.reports.scrub import find_dates, scrub_known
-from refrad_builder.stage import Drop
 
 log = logging.getLogger(__name__)
 

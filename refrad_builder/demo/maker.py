@@ -21,7 +21,6 @@ import nibabel as nib
 import numpy as np
 import yaml
 
-from refrad_builder.config import load_config
 from refrad_builder.demo.dicom_series import SeriesSpec, write_series
 from refrad_builder.demo.identities import (
     TOWNS,
@@ -46,6 +45,7 @@ from refrad_builder.demo.real_ct import SERIES_FOLDER as REAL_SERIES
 from refrad_builder.demo.real_ct import STUDY_FOLDER as REAL_STUDY
 from refrad_builder.demo.real_ct import copy_real_ct
 from refrad_builder.demo.reports import FindingText, KeyImage, write_report
+from refrad_builder.engine.config import load_config
 
 REPORT_COLUMNS = ("accession_number", "study_instance_uid", "study_folder", "language", "report")
 OWN_ENTRIES = {"dicom", "segmentations", "reports.csv", "config.yaml", "planted_phi.json"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy.labels import schema
 
 FINDING_KINDS = ("liver_lesion", "kidney_cyst", "splenomegaly", "aortic_ectasia")
 

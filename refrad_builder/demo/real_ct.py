@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.demo.reports import KeyImage, cm, ref
 
 STUDY_FOLDER = "real_ct"

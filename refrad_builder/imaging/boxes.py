@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from refrad_builder.anatomy import LabelSchema
-from refrad_builder.records import Box
+from refrad_builder.anatomy.labels import LabelSchema
+from refrad_builder.engine.records import Box
 
 BBox = tuple[int, int, int, int]
 

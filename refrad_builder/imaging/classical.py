@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.imaging.orientation import is_canonical, voxel_spacing
 
 CLASSICAL_VERSION = "classical-1"

@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from refrad_builder.io import atomic_write_via
+from refrad_builder.engine.io import atomic_write_via
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 

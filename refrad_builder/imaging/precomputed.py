@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.imaging.nifti import is_nifti, nifti_stem, read_geometry, read_nifti
 from refrad_builder.imaging.orientation import (
     canonical_geometry,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refrad_builder.anatomy import LabelSchema
+from refrad_builder.anatomy.labels import LabelSchema
 
 REFERENCED = "referenced"
 UNIFORM = "uniform"

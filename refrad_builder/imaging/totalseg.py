@@ -33,9 +33,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from refrad_builder.anatomy import schema
-from refrad_builder.config import SegmentConfig, stable_hash
-from refrad_builder.io import atomic_write_text
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.config import SegmentConfig, stable_hash
+from refrad_builder.engine.io import atomic_write_text
 
 SEGMENTER = "totalsegmentator"
 DISTRIBUTION = "TotalSegmentator"
@@ -342,7 +342,7 @@ class TotalSegmentatorBackend:
             if installed != unified.ts_maps[task]:
                 raise ClassMapMismatch(
                     f"totalsegmentator {self.version} class map of {task!r} differs from the "
-                    "unified schema's snapshot; refresh it with `python -m refrad_builder.anatomy "
+                    "unified schema's snapshot; refresh it with `python -m refrad_builder.anatomy.labels "
                     "--refresh` (this changes the schema version)"
                 )
             self._hash[task] = class_map_hash(installed)

@@ -33,7 +33,7 @@ def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
 def apply_ct_windows(hu_2d: np.ndarray, windows: Iterable[Any]) -> np.ndarray:
     """HU image (H, W) -> uint8 (H, W, N), one channel per window in the given order.
 
-    ``windows`` are :class:`~refrad_builder.records.Window`/``WindowConfig`` objects or dicts
+    ``windows`` are :class:`~refrad_builder.engine.records.Window`/``WindowConfig`` objects or dicts
     with ``center`` and ``width``; the default three CT windows give an RGB-like image.
     """
     hu = np.asarray(hu_2d)
@@ -92,7 +92,7 @@ def stored_to_display(stored: np.ndarray, sample_json: Any) -> np.ndarray:
             meta.get("rescale_intercept", 0.0)
         )
         if not windows:
-            from refrad_builder.config import SlicesConfig
+            from refrad_builder.engine.config import SlicesConfig
 
             windows = SlicesConfig().ct_windows
         return _three_channels(apply_ct_windows(hu, windows))

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from refrad_builder.records import ReportRecord, Sentence
+from refrad_builder.engine.records import ReportRecord, Sentence
 from refrad_builder.reports.imagerefs import image_refs
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions

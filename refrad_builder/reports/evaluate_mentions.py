@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refrad_builder.anatomy import schema
+from refrad_builder.anatomy.labels import schema
 from refrad_builder.reports.imagerefs import image_refs
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from refrad_builder.records import ImageRef
+from refrad_builder.engine.records import ImageRef
 
 ANY_SERIES = -1
 _MAX_RANGE_GAP = 500

@@ -21,7 +21,7 @@ attached to a kidney adds the kidney-cyst class. Each hit then gets
   "no longer seen" / "vollständig rückläufig" as negation. A finding stated next to the
   anatomy makes it abnormal; with no cue at all a mention is abnormal.
 
-One :class:`~refrad_builder.records.Mention` per class per sentence; spans are character
+One :class:`~refrad_builder.engine.records.Mention` per class per sentence; spans are character
 offsets into the sentence.
 """
 
@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
-from refrad_builder.anatomy import schema
-from refrad_builder.records import Mention
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.records import Mention
 
 # --- lexicon ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 Two sources find PHI, and every span either finds is replaced:
 
 * **Known PHI from the study's own headers** arrives only as typed keyed hashes
-  (``NAME:<hex>``, see :func:`refrad_builder.pseudo.phi_hash` and :func:`known_phi_hashes`).
+  (``NAME:<hex>``, see :func:`refrad_builder.deid.pseudo.phi_hash` and :func:`known_phi_hashes`).
   Every word of the report, every part of a hyphenated word, every run of 2 to 4 number
   groups ("485 777 3456") and every short run of capitalised words (an institution or
   address phrase) is hashed the same way, in every case and with umlauts spelt out or not
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import regex
 
-from refrad_builder.pseudo import PHI_TYPES, normalize_token, phi_hash
+from refrad_builder.deid.pseudo import PHI_TYPES, normalize_token, phi_hash
 from refrad_builder.reports import presidio_engine
 from refrad_builder.reports.presidio_engine import GENERIC_INST_FOLDED, find_dates
 

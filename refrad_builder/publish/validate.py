@@ -1,6 +1,6 @@
 """Validate a shard folder: schemas, checksums, images, masks, boxes, tokens, splits, PHI.
 
-Importable and runnable without Ray: ``python -m refrad_builder.validate PATH``. Exit code 0
+Importable and runnable without Ray: ``python -m refrad_builder.publish.validate PATH``. Exit code 0
 when nothing is wrong, 1 otherwise. Problem messages name sample keys, shard names, field
 names and row numbers, never the offending text itself (which could be PHI): anything taken
 from the data that does not look like an identifier is replaced by its position.
@@ -33,11 +33,11 @@ from PIL import Image
 from pydantic import ValidationError
 from scipy import ndimage
 
-from refrad_builder import grounding
-from refrad_builder.anatomy import schema as label_schema
-from refrad_builder.records import SCHEMA_VERSION, Sample
-from refrad_builder.schema_gen import generate as generate_schemas
-from refrad_builder.schema_gen import load as load_schema
+from refrad_builder.anatomy.labels import schema as label_schema
+from refrad_builder.engine.records import SCHEMA_VERSION, Sample
+from refrad_builder.publish.schema_gen import generate as generate_schemas
+from refrad_builder.publish.schema_gen import load as load_schema
+from refrad_builder.text import grounding
 
 PHI_PATTERNS = {
     "date": re.compile(
@@ -555,7 +555,7 @@ def validate_dir(path: Path, languages: tuple[str, ...] = ("de", "en")) -> Valid
                 report.add("split_leak", f"{_name(a)}/{_name(b)}")
     _check_tables(path, seen, report)
     _check_summary(path, shard_index, report)
-    from refrad_builder.validate_export import validate_export
+    from refrad_builder.publish.refrad2d.validate import validate_export
 
     validate_export(path, report, lambda obj, where: _scan_phi(_strings(obj), where, report))
     return report

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refrad_builder.config import RunConfig, dump_config, load_secret
-from refrad_builder.io import atomic_write_json, atomic_write_text
-from refrad_builder.ledger import Ledger, StageStatus, item_fingerprint
-from refrad_builder.records import Record
-from refrad_builder.stage import STAGE_ORDER, Drop, Stage, StageContext, WorkItem, get_stage
+from refrad_builder.engine.config import RunConfig, dump_config, load_secret
+from refrad_builder.engine.io import atomic_write_json, atomic_write_text
+from refrad_builder.engine.ledger import Ledger, StageStatus, item_fingerprint
+from refrad_builder.engine.records import Record
+from refrad_builder.engine.stage import STAGE_ORDER, Drop, Stage, StageContext, WorkItem, get_stage
 
 log = logging.getLogger("refrad")
 

@@ -11,11 +11,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from refrad_builder import grounding
-from refrad_builder.anatomy import LabelSchema
-from refrad_builder.records import Box, ReportRecord, Sentence, SliceRecord, VQAItem
+from refrad_builder.anatomy.labels import LabelSchema
+from refrad_builder.engine.records import Box, ReportRecord, Sentence, SliceRecord, VQAItem
 from refrad_builder.reports.mentions import find_mentions
 from refrad_builder.reports.temporal import rewrite_temporal
+from refrad_builder.text import grounding
 
 LANGS = ("de", "en")
 GENERATOR = "rules:1"

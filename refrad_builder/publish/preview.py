@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from refrad_builder import grounding
-from refrad_builder.card import iter_samples
+from refrad_builder.engine.io import atomic_write_text
 from refrad_builder.imaging.png import decode_png
 from refrad_builder.imaging.windows import stored_to_display
-from refrad_builder.io import atomic_write_text
+from refrad_builder.publish.card import iter_samples
+from refrad_builder.text import grounding
 
 TASKS = {"captions": "Captions", "grounding": "Grounded captions", "vqa": "VQA"}
 BOX_COLOUR = "#ff00ff"

@@ -12,8 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from refrad_builder.config import RunConfig, load_secret
-from refrad_builder.records import Record
+from refrad_builder.engine.config import RunConfig, load_secret
+from refrad_builder.engine.records import Record
 
 STAGE_ORDER = [
     "ingest",
@@ -76,7 +76,7 @@ class StageContext:
 
     def upstream(self, name: str) -> list[tuple[str, str, list[dict[str, Any]]]]:
         """(item id, fingerprint, records) of the current, done, ok items of stage ``name``."""
-        from refrad_builder.ledger import Ledger
+        from refrad_builder.engine.ledger import Ledger
 
         return Ledger(self.stage_dir(name)).current_outputs()
 
@@ -106,7 +106,7 @@ class Stage:
         return self.ctx.stage_dir(self.name)
 
     def config_hash(self) -> str:
-        from refrad_builder.config import stable_hash
+        from refrad_builder.engine.config import stable_hash
 
         sections = (self.config_section or self.name, *self.extra_config)
         parts = [self.ctx.config.section_hash(s) for s in sections]
@@ -153,5 +153,5 @@ def get_stage(name: str) -> type[Stage]:
     """The Stage class of ``name`` (module ``stages.<name>``, class attribute ``STAGE``)."""
     if name not in STAGE_ORDER:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER)}")
-    module = importlib.import_module(f"stages.{name}")
+    module = importlib.import_module(f"refrad_builder.stages.{name}")
     return module.STAGE

@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from refrad_builder.config import LLMConfig
-from refrad_builder.io import atomic_write_bytes, dumps, read_json
-from refrad_builder.llm_answers import MODELS
-from refrad_builder.prompts import Prompt
+from refrad_builder.engine.config import LLMConfig
+from refrad_builder.engine.io import atomic_write_bytes, dumps, read_json
+from refrad_builder.text.answers import MODELS
+from refrad_builder.text.prompts import Prompt
 
 
 class LLMAnswerError(RuntimeError):
@@ -169,7 +169,7 @@ class LLMClient:
 
 def parse_answer(content: str, prompt: Prompt) -> dict[str, Any]:
     """The JSON answer validated against the prompt's schema and parsed into the task's
-    pydantic model (refrad_builder.llm_answers), or LLMAnswerError."""
+    pydantic model (refrad_builder.text.answers), or LLMAnswerError."""
     text = content.strip()
     if text.startswith("```"):
         text = text.strip("`")

@@ -1,6 +1,6 @@
 """JSON Schemas generated from the pydantic records (the committed ``schemas/`` folder).
 
-``python -m refrad_builder.schema_gen [DIR]`` (``make schemas``) rewrites them; a test fails
+``python -m refrad_builder.publish.schema_gen [DIR]`` (``make schemas``) rewrites them; a test fails
 when the committed files differ from what the records generate.
 """
 
@@ -13,14 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from refrad_builder.exports.models import (
-    Refrad2DLabelMap,
-    Refrad2DManifest,
-    Refrad2DReportRow,
-    Refrad2DSegmentIndex,
-    Refrad2DSnippetIndex,
-)
-from refrad_builder.records import (
+from refrad_builder.engine.records import (
     SCHEMA_VERSION,
     IndexRow,
     Reject,
@@ -28,6 +21,13 @@ from refrad_builder.records import (
     RunSummary,
     Sample,
     ShardIndex,
+)
+from refrad_builder.publish.refrad2d.models import (
+    Refrad2DLabelMap,
+    Refrad2DManifest,
+    Refrad2DReportRow,
+    Refrad2DSegmentIndex,
+    Refrad2DSnippetIndex,
 )
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -74,6 +74,6 @@ def write(target: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    dest = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "schemas"
+    dest = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[2] / "schemas"
     for path in write(dest):
         print(path)

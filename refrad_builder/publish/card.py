@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from refrad_builder import grounding
-from refrad_builder.io import atomic_write_text, atomic_write_via, read_json
+from refrad_builder.engine.io import atomic_write_text, atomic_write_via, read_json
+from refrad_builder.text import grounding
 
 CARD = "card.md"
 STATS = "stats.json"

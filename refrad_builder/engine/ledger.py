@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refrad_builder.config import stable_hash
-from refrad_builder.io import atomic_write_json, read_json
+from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.io import atomic_write_json, read_json
 
 
 def item_fingerprint(stage: str, version: str, config_hash: str, input_fp: str) -> str:

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-from refrad_builder.pseudo import keyed_hex
+from refrad_builder.deid.pseudo import keyed_hex
 
 # A zip member is addressed as "<archive path>::<member name>": a regular file has no
 # children, so the first "::" after an existing file ends the archive's path.

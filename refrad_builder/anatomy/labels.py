@@ -5,7 +5,7 @@ Ids 1..117 are TotalSegmentator ``total`` ids unchanged; the ``total_mr`` classe
 intervertebral_discs: 121 classes, as RefRad2D merged them); the classical CPU backend's
 coarse classes (body, bone) come last. ``data/totalseg_class_map.json`` is a snapshot of
 ``totalsegmentator.map_to_binary.class_map`` (regenerate with
-``python -m refrad_builder.anatomy --refresh`` where totalsegmentator is installed; a test
+``python -m refrad_builder.anatomy.labels --refresh`` where totalsegmentator is installed; a test
 compares the snapshot with the installed package when it is present).
 """
 

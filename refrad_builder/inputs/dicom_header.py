@@ -20,9 +20,9 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from refrad_builder.inputs import ArchiveMemberError, file_id, input_size, open_input
-from refrad_builder.pseudo import keyed_hex
-from refrad_builder.records import FileHeader
+from refrad_builder.deid.pseudo import keyed_hex
+from refrad_builder.engine.records import FileHeader
+from refrad_builder.inputs.walk import ArchiveMemberError, file_id, input_size, open_input
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _NAME_TAGS = (
@@ -94,7 +94,7 @@ def _archive_kind(head: bytes) -> str | None:
 
 def read_dataset(path: str | Path, max_bytes: int | None = None) -> pydicom.Dataset:
     """Read a header (pixel data deferred, not loaded); raise HeaderError with a reason.
-    ``path`` may name a zip member (``archive.zip::member``, see :mod:`refrad_builder.inputs`)."""
+    ``path`` may name a zip member (``archive.zip::member``, see :mod:`refrad_builder.inputs.walk`)."""
     try:
         fh = open_input(path, max_bytes)
     except ArchiveMemberError as exc:

@@ -38,9 +38,11 @@ from pydantic import BaseModel
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
-from refrad_builder import grounding
-from refrad_builder.anatomy import LabelSchema, schema
-from refrad_builder.exports.models import (
+from refrad_builder.anatomy.labels import LabelSchema, schema
+from refrad_builder.engine.io import atomic_write_bytes, atomic_write_via, dumps
+from refrad_builder.engine.records import SCHEMA_VERSION, ReportRecord, Sample, TextRecord, VQAItem
+from refrad_builder.imaging.png import decode_png
+from refrad_builder.publish.refrad2d.models import (
     Refrad2DLabelMap,
     Refrad2DLanguage,
     Refrad2DManifest,
@@ -48,10 +50,8 @@ from refrad_builder.exports.models import (
     Refrad2DSegmentEntry,
     Refrad2DVQA,
 )
-from refrad_builder.exports.orientation import GridMap, grid_map
-from refrad_builder.imaging.png import decode_png
-from refrad_builder.io import atomic_write_bytes, atomic_write_via, dumps
-from refrad_builder.records import SCHEMA_VERSION, ReportRecord, Sample, TextRecord, VQAItem
+from refrad_builder.publish.refrad2d.orientation import GridMap, grid_map
+from refrad_builder.text import grounding
 
 ZSTD_LEVEL = 10
 DICOM_DIR = "dicoms_anon"

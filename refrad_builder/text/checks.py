@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from refrad_builder.anatomy import schema
-from refrad_builder.records import Sentence
+from refrad_builder.anatomy.labels import schema
+from refrad_builder.engine.records import Sentence
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions, states_condition
 from refrad_builder.reports.sentences import split_sentences

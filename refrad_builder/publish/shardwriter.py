@@ -12,7 +12,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refrad_builder.io import atomic_write_bytes
+from refrad_builder.engine.io import atomic_write_bytes
 
 FIXED_MTIME = 0
 

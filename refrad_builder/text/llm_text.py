@@ -4,7 +4,7 @@ Rules still link report sentences to the slice and make the grounded captions (t
 exact mention spans); the model rewrites, translates, finds anatomy the rules missed and writes
 questions. A slice is done in two steps so that a whole batch of slices shares one round of
 concurrent requests: :func:`prepare` lists the requests, :func:`finish` checks the answers
-(:mod:`refrad_builder.llm_checks`) and builds the products. What fails the checks is left out
+(:mod:`refrad_builder.text.checks`) and builds the products. What fails the checks is left out
 and counted; a slice whose model output fails entirely is a drop with a reason, never an empty
 success.
 """
@@ -15,16 +15,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from refrad_builder.anatomy import LabelSchema
-from refrad_builder.llm import LLMAnswerError, LLMClient, Request
-from refrad_builder.llm_checks import Findings, check_translation, check_vqa
-from refrad_builder.prompts import load_prompt
-from refrad_builder.records import Box, Mention, ReportRecord, Sentence, SliceRecord, VQAItem
+from refrad_builder.anatomy.labels import LabelSchema
+from refrad_builder.engine.records import Box, Mention, ReportRecord, Sentence, SliceRecord, VQAItem
 from refrad_builder.reports.mentions import find_mentions, states_condition
 from refrad_builder.reports.temporal import is_temporal
-from refrad_builder.text_rules import LANGS, TextProducts, linked_sentences, make_products
-from refrad_builder.text_rules import ground_sentence as rules_ground
-from refrad_builder.text_rules import visible_classes as rules_visible
+from refrad_builder.text.checks import Findings, check_translation, check_vqa
+from refrad_builder.text.llm_client import LLMAnswerError, LLMClient, Request
+from refrad_builder.text.prompts import load_prompt
+from refrad_builder.text.rules import LANGS, TextProducts, linked_sentences, make_products
+from refrad_builder.text.rules import ground_sentence as rules_ground
+from refrad_builder.text.rules import visible_classes as rules_visible
 
 
 class LLMRejected(Exception):

@@ -18,8 +18,8 @@ import polars as pl
 import zstandard
 from jsonschema import Draft202012Validator
 
-from refrad_builder.anatomy import schema as label_schema
-from refrad_builder.schema_gen import load as load_schema
+from refrad_builder.anatomy.labels import schema as label_schema
+from refrad_builder.publish.schema_gen import load as load_schema
 
 EXPORT_DIR = "refrad2d"
 
