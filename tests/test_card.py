@@ -15,7 +15,8 @@ from PIL import Image
 from refrad_builder.demo import make_demo
 from refrad_builder.engine.config import load_config
 from refrad_builder.engine.runner import LocalExecutor, run_pipeline
-from refrad_builder.publish.card import PLOTS, compute_stats, write_card
+from refrad_builder.publish.card import write_card
+from refrad_builder.publish.card_stats import PLOTS, compute_stats
 
 SECRET = "card-test-secret-0123456789abcdef"
 

@@ -18,7 +18,7 @@ from PIL import Image
 from test_card import demo_shards
 
 from refrad_builder.imaging.png import decode_png
-from refrad_builder.publish.card import iter_samples
+from refrad_builder.publish.shard_reading import iter_samples
 from refrad_builder.publish.preview import (
     add_preview_arguments,
     cli_preview,

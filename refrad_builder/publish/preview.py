@@ -25,7 +25,7 @@ from PIL import Image
 from refrad_builder.engine.io import atomic_write_text
 from refrad_builder.imaging.png import decode_png
 from refrad_builder.imaging.windows import stored_to_display
-from refrad_builder.publish.card import iter_samples
+from refrad_builder.publish.shard_reading import iter_samples
 from refrad_builder.text import grounding
 
 TASKS = {"captions": "Captions", "grounding": "Grounded captions", "vqa": "VQA"}

@@ -158,6 +158,89 @@ def _keyword_mentions(
     return out
 
 
+class _Products:
+    """The rules products of a slice, with checked model answers added one by one."""
+
+    def __init__(self, plan: SlicePlan, schema: LabelSchema) -> None:
+        self.plan, self.schema = plan, schema
+        self.captions = {lang: list(v) for lang, v in plan.base.captions.items()}
+        self.grounded = {lang: list(v) for lang, v in plan.base.grounded.items()}
+        self.vqa = list(plan.base.vqa)
+        self.added = 0
+        self.rejected: dict[str, int] = {}
+
+    def reject(self, code: str) -> None:
+        self.rejected[code] = self.rejected.get(code, 0) + 1
+
+    def add(self, kind: str, ctx, answer) -> None:
+        if isinstance(answer, LLMAnswerError):
+            self.reject(answer.reason)
+        elif kind == "temporal":
+            self._temporal(answer["sentence"].strip())
+        elif kind == "translate":
+            self._translation(answer["translation"].strip())
+        elif kind == "keywords":
+            self._keywords(answer, self.plan.linked[ctx])
+        else:
+            self._vqa(answer["items"], ctx)
+
+    def _temporal(self, sentence: str) -> None:
+        if not sentence:
+            return
+        if is_temporal(sentence):
+            self.reject("temporal_rewrite_still_temporal")
+        else:
+            self.captions[self.plan.src].append(sentence)
+            self.added += 1
+
+    def _translation(self, translation: str) -> None:
+        plan = self.plan
+        problem = check_translation(plan.caption, plan.src, translation, plan.other)
+        if problem:
+            self.reject(problem)
+        else:
+            self.captions[plan.other].insert(0, translation)
+            self.added += 1
+
+    def _keywords(self, answer, s) -> None:
+        plan = self.plan
+        extra = _keyword_mentions(answer, s, plan.src, plan.visible, self.schema, self.reject)
+        if not extra:
+            return
+        before = rules_ground(s, plan.visible, plan.sl)
+        after = rules_ground(
+            s.model_copy(update={"mentions": s.mentions + extra}), plan.visible, plan.sl
+        )
+        if after == before:  # the new span overlapped one the rules grounded
+            return
+        grounded = self.grounded[plan.src]
+        if before in grounded:
+            grounded[grounded.index(before)] = after
+        else:
+            grounded.insert(0, after)
+        self.added += 1
+
+    def _vqa(self, items: list, lang: str) -> None:
+        for item in items:
+            problem = check_vqa(item, lang, self.plan.facts)
+            if problem:
+                self.reject(problem)
+                continue
+            kind_q = item["question_type"]
+            choices = [c.strip() for c in item["choices"] if c.strip()]
+            self.vqa.append(
+                VQAItem(
+                    question=item["question"].strip(),
+                    answer=item["answer"].strip(),
+                    question_type=kind_q,
+                    choices=choices if kind_q == "multiple" else [],
+                    language=lang,
+                    source="findings",
+                )
+            )
+            self.added += 1
+
+
 def finish(
     plan: SlicePlan, results: list, schema: LabelSchema, keep_rules: bool = False
 ) -> LLMOutcome:
@@ -171,78 +254,18 @@ def finish(
         # valid JSON of its schema, or a request the server refuses, is the same next time
         if isinstance(r, Exception) and not isinstance(r, LLMAnswerError):
             raise r
-    rejected: dict[str, int] = {}
-
-    def reject(code: str) -> None:
-        rejected[code] = rejected.get(code, 0) + 1
-
-    src, other = plan.src, plan.other
-    captions = {lang: list(v) for lang, v in plan.base.captions.items()}
-    grounded = {lang: list(v) for lang, v in plan.base.grounded.items()}
-    vqa = list(plan.base.vqa)
-    added = 0
+    products = _Products(plan, schema)
     for (kind, ctx), answer in zip(plan.purposes, results, strict=True):
-        if isinstance(answer, LLMAnswerError):
-            reject(answer.reason)
-            continue
-        if kind == "temporal":
-            sentence = answer["sentence"].strip()
-            if not sentence:
-                continue
-            if is_temporal(sentence):
-                reject("temporal_rewrite_still_temporal")
-            else:
-                captions[src].append(sentence)
-                added += 1
-        elif kind == "translate":
-            translation = answer["translation"].strip()
-            problem = check_translation(plan.caption, src, translation, other)
-            if problem:
-                reject(problem)
-            else:
-                captions[other].insert(0, translation)
-                added += 1
-        elif kind == "keywords":
-            s = plan.linked[ctx]
-            extra = _keyword_mentions(answer, s, src, plan.visible, schema, reject)
-            if extra:
-                before = rules_ground(s, plan.visible, plan.sl)
-                after = rules_ground(
-                    s.model_copy(update={"mentions": s.mentions + extra}), plan.visible, plan.sl
-                )
-                if after == before:  # the new span overlapped one the rules grounded
-                    continue
-                if before in grounded[src]:
-                    grounded[src][grounded[src].index(before)] = after
-                else:
-                    grounded[src].insert(0, after)
-                added += 1
-        else:
-            for item in answer["items"]:
-                problem = check_vqa(item, ctx, plan.facts)
-                if problem:
-                    reject(problem)
-                    continue
-                kind_q = item["question_type"]
-                vqa.append(
-                    VQAItem(
-                        question=item["question"].strip(),
-                        answer=item["answer"].strip(),
-                        question_type=kind_q,
-                        choices=[c.strip() for c in item["choices"] if c.strip()]
-                        if kind_q == "multiple"
-                        else [],
-                        language=ctx,
-                        source="findings",
-                    )
-                )
-                added += 1
+        products.add(kind, ctx, answer)
     used = list(dict.fromkeys(r.prompt.key for r in plan.requests))
-    if added == 0:
+    rejected = products.rejected
+    if products.added == 0:
         if keep_rules:
             return LLMOutcome(plan.base, used, rejected, from_model=False)
         raise LLMRejected(max(rejected, key=rejected.get) if rejected else "llm_output_empty")
-    return LLMOutcome(TextProducts(captions, grounded, vqa), used, rejected)
+    return LLMOutcome(
+        TextProducts(products.captions, products.grounded, products.vqa), used, rejected
+    )
 
 
 def generate_many(

@@ -1,0 +1,1 @@
+"""Real data shipped for the demo: one real CT series with its real TotalSegmentator output."""
