@@ -18,7 +18,6 @@ from PIL import Image
 from test_card import demo_shards
 
 from refrad_builder.imaging.png import decode_png
-from refrad_builder.publish.shard_reading import iter_samples
 from refrad_builder.publish.preview import (
     add_preview_arguments,
     cli_preview,
@@ -26,6 +25,7 @@ from refrad_builder.publish.preview import (
     render_sample,
     write_preview,
 )
+from refrad_builder.publish.shard_reading import iter_samples
 from refrad_builder.text import grounding
 
 MAGENTA = (255, 0, 255)
