@@ -89,14 +89,16 @@ def lung_masks(
     voxel_ml = sx * sy * sz / 1000.0
     air = (hu < AIR_HU) & body & ~_outside_air(hu < AIR_HU)
     labels, n = ndimage.label(air, structure=_STRUCT_3D)
-    empty = np.zeros_like(air)
+    del air
+    empty = np.zeros(hu.shape, dtype=bool)
     if n == 0:
         return empty, empty.copy()
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     # Lung parenchyma (about -850 HU, with vessels) is denser than gas in the bowel (about
     # -1000 HU); the share of voxels under -950 HU tells them apart, unless emphysema is severe.
-    very_low = np.bincount(labels.ravel(), weights=(hu < GAS_HU).ravel(), minlength=n + 1)
+    # Counted over the very low voxels only: a weights array would be 8 bytes per voxel.
+    very_low = np.bincount(labels[hu < GAS_HU], minlength=n + 1)
     ids = [
         c
         for c in range(1, n + 1)
@@ -105,7 +107,10 @@ def lung_masks(
     if not ids:
         return empty, empty.copy()
     largest = max(sizes[c] for c in ids)
-    lung = np.isin(labels, [c for c in ids if sizes[c] >= 0.1 * largest])
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[[c for c in ids if sizes[c] >= 0.1 * largest]] = True
+    lung = keep[labels]
+    del labels
     mid = _midline(body)
     lung = _drop_airways(lung, mid, sx, sy)
     left, right = _split_sides(lung, mid)
@@ -188,7 +193,11 @@ def segment_ct(hu: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Unified-schema label volume (uint8) of a canonical CT volume in HU."""
     if not is_canonical(affine):
         raise ValueError("classical segmentation expects the canonical LPS voxel order")
-    hu = np.asarray(hu, dtype=np.float32)
+    hu = np.asarray(hu)
+    if not np.issubdtype(hu.dtype, np.number):
+        hu = hu.astype(np.float32)
+    # Thresholds compare against the stored values as they are (int16 HU stays int16): a
+    # float copy of a 512x512x800 volume would cost 840 MB for the same answers.
     ids = schema().by_name
     body = body_mask(hu)
     left, right = lung_masks(hu, body, affine)
