@@ -18,7 +18,6 @@ import polars as pl
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
-from refrad_builder.stages.shards import assign_split
 
 from refrad_builder import cli
 from refrad_builder.demo import make_demo
@@ -26,6 +25,7 @@ from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 from refrad_builder.publish.validate import validate_dir
+from refrad_builder.stages.shards import assign_split
 
 SECRET = "dedup-split-test-secret-0123456789abcdef"
 DUP_FOLDER = "study_dup"

@@ -12,7 +12,6 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from refrad_builder.stages.deid import STAGE
 
 from refrad_builder.deid import mapping, ocr
 from refrad_builder.deid import series as series_mod
@@ -25,6 +24,7 @@ from refrad_builder.deid.series import (
 from refrad_builder.engine.config import DeidConfig, InputsConfig, RunConfig
 from refrad_builder.engine.stage import Drop, StageContext
 from refrad_builder.inputs.dicom_header import known_phi
+from refrad_builder.stages.deid import STAGE
 
 SECRET = b"options-secret-0123456789abcdef"
 IDS = SeriesIds(patient_id="patopt", study_id="stuopt", series_id="seropt")

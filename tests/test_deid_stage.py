@@ -8,13 +8,13 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.uid import UID
-from refrad_builder.stages.deid import STAGE, DeidStage
 
 from refrad_builder.engine.config import InputsConfig, RunConfig
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.records import DeidSeries, SeriesRecord
 from refrad_builder.engine.stage import Drop, StageContext, WorkItem
 from refrad_builder.inputs.walk import InputFileMissing, file_id
+from refrad_builder.stages.deid import STAGE, DeidStage
 
 REAL_CT = Path(__file__).resolve().parents[1] / "refrad_builder/demo/data/real_ct/dicom"
 

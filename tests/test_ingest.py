@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
-from refrad_builder.stages.ingest import IngestStage
 
 from refrad_builder.engine.config import InputsConfig, RunConfig
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 from refrad_builder.engine.stage import StageContext, WorkItem
+from refrad_builder.stages.ingest import IngestStage
 
 
 def _cfg(tmp_path: Path, inputs: Path, reports: list[Path] | None = None) -> RunConfig:
@@ -160,3 +160,27 @@ def test_names_in_folders_and_files_never_reach_work_or_out(tmp_path, monkeypatc
         if path.suffix == ".parquet":
             blobs.append(str(pq.read_table(path).to_pylist()).encode())
         assert not any(needle in b for b in blobs), path.relative_to(tmp_path)
+
+
+def test_file_names_that_are_not_utf8_are_inputs_like_any_other(tmp_path, real_ct_dir):
+    """Latin-1 names from Windows shares: the run goes on, every file is accounted, and the
+    name's bytes are written nowhere."""
+    import os
+
+    latin1 = b"M\xfcller_Hans"
+    series = real_ct_dir / "real_ct" / "series_1"
+    renamed = os.path.join(os.fsencode(real_ct_dir / "real_ct"), latin1)
+    os.rename(os.fsencode(series), renamed)
+    junk = os.path.join(os.fsencode(real_ct_dir), b"notiz_" + latin1 + b".dcm")
+    with open(junk, "wb") as fh:
+        fh.write(b"not dicom at all " * 8)
+    cfg = _cfg(tmp_path, real_ct_dir)
+    run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
+
+    status = Ledger(cfg.work_dir / "ingest").status("ingest")
+    assert (status.done, status.dropped, status.failed) == (20, {"not_dicom": 1}, {})
+    assert Ledger(cfg.work_dir / "ingest/series").status("ingest/series").done == 1
+    for path in (tmp_path / "work").rglob("*"):
+        assert latin1 not in os.fsencode(path)
+        if path.is_file():
+            assert latin1 not in path.read_bytes()

@@ -247,9 +247,9 @@ def _stage_item(work: Path, spacing: tuple[float, float, float], **slices_cfg):
     """A canonical CT volume with a LIVER block on the patient's right, anterior, cranial
     half, and the slices stage to run on it."""
     import nibabel as nib
-    from refrad_builder.stages.slices import SlicesStage
 
     from refrad_builder.engine.stage import StageContext, WorkItem
+    from refrad_builder.stages.slices import SlicesStage
 
     liver = schema().by_name["liver"].id
     hu = np.full((20, 16, 12), -1000, dtype=np.int16)

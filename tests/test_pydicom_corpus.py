@@ -20,7 +20,6 @@ import pydicom
 import pydicom.data
 import pytest
 from pydicom.pixels import apply_modality_lut
-from refrad_builder.stages.ingest import IngestStage
 
 from refrad_builder.deid.pseudo import pseudonym
 from refrad_builder.engine.config import DeidConfig, InputsConfig, RunConfig
@@ -29,6 +28,7 @@ from refrad_builder.engine.records import DeidSeries, FileHeader, SeriesRecord, 
 from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 from refrad_builder.engine.stage import StageContext
 from refrad_builder.imaging.series_volume import VolumeError, read_series
+from refrad_builder.stages.ingest import IngestStage
 
 SECRET = "pydicom-corpus-secret-0123456789"
 DATA = Path(pydicom.data.__file__).parent

@@ -1,12 +1,11 @@
 import csv
 
-from refrad_builder.stages.report import ReportStage
-
 from refrad_builder.deid.pseudo import phi_hash
 from refrad_builder.engine.config import InputsConfig, RunConfig
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.records import ReportRecord, ReportRef, StudyRecord
 from refrad_builder.engine.stage import Drop, StageContext, WorkItem
+from refrad_builder.stages.report import ReportStage
 
 REPORTS = [
     {

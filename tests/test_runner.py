@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from refrad_builder.stages.report import ReportStage
 
 from refrad_builder.demo import make_demo
 from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.runner import LocalExecutor, run_pipeline, stage_status
+from refrad_builder.stages.report import ReportStage
 
 
 @pytest.fixture

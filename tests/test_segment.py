@@ -9,8 +9,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from refrad_builder.stages.segment import SegmentStage
-from refrad_builder.stages.volume import VolumeStage
 from volume_items import volume_item
 
 from refrad_builder.anatomy.labels import schema
@@ -21,6 +19,8 @@ from refrad_builder.engine.stage import Drop, StageContext, WorkItem
 from refrad_builder.imaging import classical, precomputed
 from refrad_builder.imaging.nifti import read_nifti
 from refrad_builder.imaging.orientation import orientation_codes, to_canonical
+from refrad_builder.stages.segment import SegmentStage
+from refrad_builder.stages.volume import VolumeStage
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CT = ROOT / "refrad_builder" / "demo" / "data" / "real_ct"

@@ -6,9 +6,9 @@ import io
 import tarfile
 
 import webdataset as wds
-from refrad_builder.stages.shards import assign_split
 
 from refrad_builder.publish.shardwriter import tar_bytes, write_shards
+from refrad_builder.stages.shards import assign_split
 from refrad_builder.text import grounding
 
 

@@ -9,13 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
-from refrad_builder.stages.slices import (
-    SlicesStage,
-    report_hints,
-    slice_id,
-    storage_params,
-    to_stored,
-)
 
 from refrad_builder.anatomy.labels import schema
 from refrad_builder.engine.config import RunConfig
@@ -36,6 +29,13 @@ from refrad_builder.imaging.windows import (
     mr_percentile_scale,
     percentile_window,
     stored_to_display,
+)
+from refrad_builder.stages.slices import (
+    SlicesStage,
+    report_hints,
+    slice_id,
+    storage_params,
+    to_stored,
 )
 
 DATA = Path(__file__).parent / "data"

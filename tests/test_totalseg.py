@@ -25,7 +25,6 @@ pytest.importorskip(
     "'totalsegmentator==2.18.*'; make test installs it)",
 )
 
-from refrad_builder.stages.segment import SegmentStage  # noqa: E402
 from totalseg_tiny import build_tiny_weights  # noqa: E402
 from volume_items import volume_item
 
@@ -37,6 +36,7 @@ from refrad_builder.engine.runner import run_item  # noqa: E402
 from refrad_builder.engine.stage import Drop, StageContext  # noqa: E402
 from refrad_builder.imaging import totalseg  # noqa: E402
 from refrad_builder.imaging.nifti import read_nifti  # noqa: E402
+from refrad_builder.stages.segment import SegmentStage  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 ENV_KEYS = (

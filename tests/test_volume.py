@@ -16,7 +16,6 @@ import SimpleITK as sitk
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from refrad_builder.stages.volume import VolumeStage
 
 from refrad_builder.engine.config import RunConfig, VolumeConfig
 from refrad_builder.engine.ledger import Ledger
@@ -29,6 +28,7 @@ from refrad_builder.imaging.orientation import (
     to_canonical,
 )
 from refrad_builder.imaging.series_volume import read_series_canonical
+from refrad_builder.stages.volume import VolumeStage
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DICOM = ROOT / "refrad_builder" / "demo" / "data" / "real_ct" / "dicom"

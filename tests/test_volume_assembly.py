@@ -22,7 +22,6 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     RLELossless,
 )
-from refrad_builder.stages.volume import VolumeStage
 
 from refrad_builder.engine.config import InputsConfig, RunConfig, VolumeConfig
 from refrad_builder.engine.ledger import Ledger
@@ -36,6 +35,7 @@ from refrad_builder.imaging.series_volume import (
     read_series,
     read_series_canonical,
 )
+from refrad_builder.stages.volume import VolumeStage
 
 AXIAL = {"row_cos": [1.0, 0.0, 0.0], "col_cos": [0.0, 1.0, 0.0]}
 

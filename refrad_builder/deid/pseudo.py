@@ -19,7 +19,10 @@ _TOKEN_STRIP = re.compile(r"[^\w]", re.UNICODE)
 
 def keyed_hex(secret: bytes, *parts: str, n: int = 32) -> str:
     """HMAC-SHA256 over the parts (unit-separated), hex, first ``n`` characters."""
-    msg = "\x1f".join(parts).encode("utf-8")
+    # surrogateescape: a file name that is not valid UTF-8 (Latin-1 names from Windows shares)
+    # arrives with surrogate escapes and is hashed as its original bytes; valid text is
+    # unchanged.
+    msg = "\x1f".join(parts).encode("utf-8", "surrogateescape")
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:n]
 
 
