@@ -55,6 +55,7 @@ from refrad_builder.reports.phi.institutions import (
     GENERIC_INST_WORDS,
 )
 from refrad_builder.reports.phi.names import _NAME_RULES, is_not_name
+from refrad_builder.reports.phi.people import FirstNameRecognizer
 from refrad_builder.reports.phi.phones import _PHONE_CONTEXT, _PHONE_RULES
 from refrad_builder.reports.phi.web import OfflineEmailRecognizer, UrlRecognizer, tld_extractor
 
@@ -119,6 +120,7 @@ class BlankSpacyNlpEngine(SpacyNlpEngine):
 def _recognizers(language: str) -> list[EntityRecognizer]:
     return [
         GroupPatternRecognizer("NAME", language, _NAME_RULES),
+        FirstNameRecognizer(language),
         DateRecognizer(language),
         GroupPatternRecognizer("PHONE", language, _PHONE_RULES, context=_PHONE_CONTEXT),
         PhoneRecognizer(

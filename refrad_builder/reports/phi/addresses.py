@@ -16,7 +16,16 @@ _EN_STREET_SUFFIX = (
     r"Hwy\.?|Row|Gardens|Grove|Walk|Mews)"
 )
 _CITY = rf"[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)*"
+_CITY_PREFIX = r"(?:(?:Bad|Sankt|St\.|Neu|Alt|Groß|Klein|Hohen|Markt|Schwäbisch|Hann\.)[ \t]+)?"
 _ADDR_RULES = [
+    # Irish postal districts and Eircodes: Dublin 8, D08 X2F5, A65 F4E2
+    Rule("ie_dublin", r"(?<![\w])Dublin[ \t]+\d{1,2}W?(?![\w])", 0.7),
+    Rule(
+        "ie_eircode",
+        r"(?<![\w])(?:[AC-FHKNPRTV-Y]\d{2}|D6W)[ \t]?(?=[0-9AC-FHKNPRTV-Y]{0,3}\d)"
+        r"(?=[0-9AC-FHKNPRTV-Y]{0,3}[AC-FHKNPRTV-Y])[0-9AC-FHKNPRTV-Y]{4}(?![\w])",
+        0.7,
+    ),
     # Hugstetter Straße 55, Kaiser-Joseph-Str. 219, Schillerstr. 22, Lindenallee 17a
     Rule(
         "de_street",
@@ -34,7 +43,7 @@ _ADDR_RULES = [
     # 79106 Freiburg, D-79106 Freiburg im Breisgau
     Rule(
         "de_postcode_city",
-        rf"(?<![\w.,/-])(?:(?:D|DE|A|CH)-)?\d{{5}}[ \t]+{_CITY}(?:[ \t]+(?:im|am|an[ \t]der|ob[ \t]der)[ \t]+{_CITY})?(?!\w)",
+        rf"(?<![\w.,/-])(?:(?:D|DE|A|CH)-)?\d{{5}}[ \t]+{_CITY_PREFIX}{_CITY}(?:[ \t]+(?:im|am|an[ \t]der|ob[ \t]der)[ \t]+{_CITY})?(?!\w)",
         0.7,
     ),
     # 12 Baker Street, 221B Baker Street, 500 Market Street, Suite 210, 300 Lake Shore Dr

@@ -186,6 +186,13 @@ class DateRecognizer(GroupPatternRecognizer):
                     0.85,
                 ),
                 Rule(
+                    "birth_spaced",
+                    r"(?<=(?i:geb\.?|geboren(?:[ \t]+am)?|Geburtsdatum|DOB|d\.o\.b\.|born|"
+                    r"date[ \t]+of[ \t]+birth)[ \t]*:?[ \t]*|\*[ \t]?)"
+                    r"(?P<phi>(?:0?[1-9]|[12]\d|3[01])[ \t]+(?:0?[1-9]|1[0-2])[ \t]+(?:(?:18|19|20)\d{2}|\d{2}))(?!\d)",
+                    0.85,
+                ),
+                Rule(
                     "star_year", r"(?<![\w*])\*[ \t]?(?P<phi>(?:18|19|20)\d{2})(?![\d/-]|\.\d)", 0.7
                 ),
             ],

@@ -20,7 +20,11 @@ _ID_LABEL = (
     r"Study[ \t]+(?:number|ID|no\.?)|Insurance[ \t]+(?:ID|no\.?|number)|Member[ \t]+ID|"
     r"Policy[ \t]+(?:no\.?|number)|Medicare(?:[ \t]+(?:ID|no\.?|number))?|Medicaid[ \t]+ID|SSN|"
     r"Social[ \t]+security[ \t]+(?:number|no\.?)|NPI|ID|Alias|trauma[ \t]+alias|access[ \t]+code|"
-    r"token|Hospital[ \t]+ID)"
+    r"token|Hospital[ \t]+ID|(?:Krebs|Tumor)register(?:[ \t]?-?[ \t]?(?:nr|nummer|ID)\.?)?|"
+    r"Registry(?:[ \t]+(?:ID|no\.?|number))?|Sozialversicherungs(?:nummer|-Nr\.?)|SV[ \t]?-?[ \t]?Nr\.?|"
+    r"Rentenversicherungsnummer|RV[ \t]?-?[ \t]?Nr\.?|Steuer[ \t]?-?[ \t]?ID|IK[ \t]?-?[ \t]?Nr\.?|"
+    r"PPSN|PPS[ \t]+(?:no\.?|number)|National[ \t]+Insurance(?:[ \t]+(?:no\.?|number))?|NINO|"
+    r"CHI(?:[ \t]+(?:no\.?|number))?|IHI|Passport(?:[ \t]+(?:no\.?|number))?)"
 )
 _ID_VALUE = r"(?=[A-Za-z0-9./-]*\d)[A-Za-z0-9][A-Za-z0-9./-]*[A-Za-z0-9](?:[ \t]\d{3,}){0,3}"
 
@@ -48,7 +52,7 @@ _ID_RULES = [
     # 4711-0815, 64-22318, 71-55-2390, 078-05-1120 (6+ digits in dash groups)
     Rule(
         "dashed_number",
-        r"(?<![\w.,/-])\d{2,}(?:-\d{2,}){1,3}(?![\w./-])",
+        r"(?<![\w.,/-])\d{2,}(?:-\d{2,}){1,3}(?![\w/-]|\.\d)",
         0.55,
         adjust=lambda t, s, e, m: (
             _not_a_year_range(t, s, e, m) if sum(c.isdigit() for c in t[s:e]) >= 6 else None
@@ -56,6 +60,16 @@ _ID_RULES = [
     ),
     # Medicare beneficiary identifier 1EG4-TE5-MK73
     Rule("mbi", r"(?<![\w-])\d[A-Z][A-Z0-9]\d-?[A-Z][A-Z0-9]\d-?[A-Z]{2}\d{2}(?![\w-])", 0.7),
+    # German pension insurance number 12 070839 T 014
+    Rule("de_rvnr", r"(?<![\w])\d{2}[ \t]?\d{6}[ \t]?[A-Z][ \t]?\d{3}(?![\w])", 0.7),
+    # UK National Insurance number QQ 12 34 56 C
+    Rule(
+        "uk_nino",
+        r"(?<![\w])[A-Z]{2}[ \t]?\d{2}[ \t]?\d{2}[ \t]?\d{2}[ \t]?[A-D](?![\w])",
+        0.7,
+    ),
+    # Irish PPS number 1234567TA
+    Rule("ie_ppsn", r"(?<![\w])\d{7}[A-W][A-IW]?(?![\w])", 0.7),
     # bare 5-6 digit numbers need an ID word nearby (presidio context)
     Rule("short_number", r"(?<![\w.,/:-])\d{5,6}(?![\w.,/]\d|\w)", 0.3),
 ]

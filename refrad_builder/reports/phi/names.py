@@ -13,7 +13,7 @@ _CAPWORD = rf"(?:Mc|Mac|O['’]|D['’])?[{_UP}][{_LOW}]+(?:[-'’][{_UP}]?[{_LO
 _ALLCAPS = rf"[{_UP}]{{2,}}(?:[-'’][{_UP}]{{2,}})*"
 _PARTICLES = "von van de der den zu zur vom la le di du da dos del della ten ter".split()
 _PARTICLE_SET = frozenset(_PARTICLES)
-_PARTICLE = "(?:" + "|".join(_PARTICLES) + ")"
+_PARTICLE = "(?i:" + "|".join(_PARTICLES) + ")"
 # a title never starts a name word ("Schäfer   Dr. med. Becker" is two names)
 _NOT_TITLE = r"(?!(?:Dr|Dres|Prof|Herrn?|Frau|Mr|Mrs|Ms|Mx|Med)(?![\w'’-]))"
 _W = rf"{_NOT_TITLE}(?:{_INITIAL}|{_CAPWORD})"
@@ -45,6 +45,10 @@ _TITLE_CHAIN = (
 # Capitalised words that are never (part of) a person's name in a report: headings,
 # departments, roles, articles and clinical words that follow a name in running text.
 _NOT_NAME = phi_words("not_name")
+_TITLE_SURNAMES = phi_words("title_surnames")
+_TITLE_BEFORE = regex.compile(
+    r"(?:Herrn?|Frau|Mr\.?|Mrs\.?|Ms\.?|Dr\.?|Prof\.?|Kollegin|Kollege|Dear|Liebe[r]?)[ \t]+$"
+)
 _NAME_TOKEN = regex.compile(rf"{_INITIAL}|[\w'’-]+\.?")
 
 
@@ -61,14 +65,27 @@ def is_not_name(word: str) -> bool:
     return word.rstrip(".,").casefold() in _NOT_NAME_FOLDED
 
 
+def _after_title(text: str, start: int) -> bool:
+    """Whether a strong title or salutation stands right before ``start``."""
+    return bool(_TITLE_BEFORE.search(text, max(0, start - 40), start))
+
+
 def _trim_name(text: str, start: int, end: int, anchor: str) -> tuple[int, int] | None:
     """Cut a name span at words that are never names; ``head`` keeps the start, ``tail``
-    keeps the end. None when nothing name-like is left."""
+    keeps the end. None when nothing name-like is left. Right after a title, a surname that
+    is also an anatomy or clinical word ("Frau Leber", "Herr Fritz Herz") stays a name, and
+    a particle may open the name ("Dr. van den Berg")."""
     words = _name_words(text, start, end)
+    opened = anchor == "head" and _after_title(text, start)
     if anchor == "head":
         kept = []
-        for s, e in words:
-            if is_not_name(text[s:e]):
+        for i, (s, e) in enumerate(words):
+            word = text[s:e]
+            if (
+                is_not_name(word)
+                and word.casefold() not in _PARTICLE_SET
+                and not (opened and i <= 1 and word in _TITLE_SURNAMES)
+            ):
                 break
             kept.append((s, e))
     else:
@@ -78,10 +95,10 @@ def _trim_name(text: str, start: int, end: int, anchor: str) -> tuple[int, int] 
                 break
             kept.insert(0, (s, e))
     # particles never open or close a name
-    while kept and text[kept[0][0] : kept[0][1]] in _PARTICLE_SET:
-        kept.pop(0)
-    while kept and text[kept[-1][0] : kept[-1][1]] in _PARTICLE_SET:
+    while kept and text[kept[-1][0] : kept[-1][1]].casefold() in _PARTICLE_SET:
         kept.pop()
+    while kept and text[kept[0][0] : kept[0][1]].casefold() in _PARTICLE_SET and not opened:
+        kept.pop(0)
     if not kept:
         return None
     return kept[0][0], kept[-1][1]
@@ -128,10 +145,40 @@ _DEGREE = (
     r"|,[ \t]*(?:DO|NP|RN|PA-C|RT\(R\)|ARNP)(?![\w])"
 )
 
+_LOWER_STOP = frozenset("med med. rer nat univ habil und and the der die das".split())
+_ROLE_LINE = (
+    r"(?:Consultant|Specialist|Registrar|Attending|Resident|Fellow|Radiologist|Facharzt|"
+    r"Fachärztin|Oberarzt|Oberärztin|Chefarzt|Chefärztin|Assistenzarzt|Assistenzärztin|"
+    r"Radiologe|Radiologin|Funktionsoberarzt|Funktionsoberärztin)"
+)
+_LOWER_WORD = r"[a-zäöüßéè][a-zäöüßéè'’-]+"
+
 _NAME_RULES = [
+    # "herrn schulze", "dr. o'brien": a lower-case title and a lower-case name
+    Rule(
+        "lower_title",
+        rf"(?<![\w.])(?:herrn?|frau|dr\.|prof\.|mr\.|mrs\.|ms\.)[ \t]+(?P<phi>{_LOWER_WORD})",
+        0.7,
+        adjust=lambda t, s, e, m: None if is_not_name(t[s:e]) or t[s:e] in _LOWER_STOP else (s, e),
+    ),
+    # "als Hannelore K. identifiziert", "identified as Margaret O."
+    Rule(
+        "identified",
+        rf"(?<![\w])(?:(?i:identifiziert[ \t]+als|identified[ \t]+as|namens|named|called)[ \t]+"
+        rf"(?:{_TITLE_CHAIN})?(?P<phi>{_NAME_SEQ})|(?i:als)[ \t]+(?P<phi2>{_NAME_SEQ})[ \t]+identifiziert)",
+        0.75,
+        adjust=_head,
+    ),
+    # a name line right above a role line (a signature block without a closing)
+    Rule(
+        "role_line",
+        rf"^[ \t]*(?:{_TITLE_CHAIN})?(?P<phi>{_NAME_SEQ})[ \t]*(?:,[^\n]*)?\n[ \t]*{_ROLE_LINE}",
+        0.75,
+        adjust=_head,
+    ),
     Rule(
         "title",
-        rf"(?<![\w.]){_TITLE_CHAIN}(?P<phi>{_NAME_SEQ}|{_ALLCAPS}(?:[ \t]+{_W})?)",
+        rf"(?<![\w.]){_TITLE_CHAIN}(?P<phi>(?:{_PARTICLE}[ \t]+)*{_NAME_SEQ}|{_ALLCAPS}(?:[ \t]+{_W})?)",
         0.85,
         adjust=_head,
     ),
