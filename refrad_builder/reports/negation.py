@@ -340,15 +340,25 @@ class NegationRules:
             h.abnormal = self._attached_finding(n, cl) or not self._cue_applies(h, own, cl)
         self._attach_continuations()
 
+    def _negation_in(self, cl: int) -> bool:
+        """Whether clause ``cl`` holds a negation cue: the scope ends at its boundary, so a
+        finding in the next clause ("kein Erguss, ausgeprägte Arthrose") is asserted."""
+        return any(
+            c.kind in ("pre", "bidi", "post") and self.clause[c.pos] == cl for c in self.cues
+        )
+
     def _attach_continuations(self) -> None:
         """ "Milz nicht vergrößert, mit kleiner Zyste": a clause without anatomy that opens
-        with a continuing word and states a finding belongs to the last anatomy before it."""
+        with a continuing word, or follows a clause with a negation ("Hüfte ohne Erguss,
+        ausgeprägte Arthrose"), and states a finding belongs to the last anatomy before it."""
         by_clause: dict[int, list[int]] = {}
         for i, c in enumerate(self.clause):
             if c >= 0:
                 by_clause.setdefault(c, []).append(i)
         for cl, idxs in sorted(by_clause.items()):
-            if any(i in self.hit_tokens for i in idxs) or self.toks[idxs[0]].low not in _CONTINUERS:
+            if any(i in self.hit_tokens for i in idxs):
+                continue
+            if self.toks[idxs[0]].low not in _CONTINUERS and not self._negation_in(cl - 1):
                 continue
             if not any(self.finding[i] and not self.negated(i) for i in idxs):
                 continue
