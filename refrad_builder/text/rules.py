@@ -251,8 +251,9 @@ def make_products(
     vqa: list[VQAItem] = []
 
     linked = linked_sentences(sl, report, visible, max_sentences)
-    if report is not None:
-        linked = [c for x in linked if (c := _for_caption(x, report.language)) is not None]
+    # TODO(issue 14): apply _for_caption here once publish/refrad2d/export.py's
+    # report_snippets decomposes captions into cleaned sentences (clean_caption_text);
+    # today it matches raw report sentences and would lose CleanedSentence.
     if report is not None and linked:
         captions[report.language].append(" ".join(s.text for s in linked))
         for s in linked:
