@@ -40,3 +40,17 @@ def test_no_false_references(text):
 
 def test_duplicates_collapse():
     assert image_refs("Se 3/Bi 142. Vgl. Se 3/Bi 142.") == [ImageRef(series=3, image=142)]
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("Nodule (image 12 (series 7))", [(7, 12)]),
+        ("Bild 274 (Serie 4)", [(4, 274)]),
+        ("lesion (4:112)", [(4, 112)]),
+        ("Ser/Img 6/33", [(6, 33)]),
+        ("L4/5 at 14:32 (14:32), Tel 0761/27012, ratio (1:2)", []),
+    ],
+)
+def test_issue14_reference_forms(text, want):
+    assert [(r.series, r.image) for r in image_refs(text)] == want

@@ -265,3 +265,17 @@ def test_lexicon_targets_are_schema_classes():
                 ), t
             else:
                 assert t in names, t
+
+
+@pytest.mark.parametrize(
+    ("sentence", "lang", "cls", "abnormal"),
+    [
+        ("Hüftgelenk rechts: kein Erguss, ausgeprägte Arthrose.", "de", "hip_right", True),
+        ("Right hip: no effusion, severe osteoarthritis.", "en", "hip_right", True),
+        ("Leber ohne Herdbefund, deutliche Steatose.", "de", "liver", True),
+        ("No effusion. Both lungs clear.", "en", "lung_left", False),
+    ],
+)
+def test_negation_scope_ends_at_clause(sentence, lang, cls, abnormal):
+    got = {m.class_name: m.abnormal for m in find_mentions(sentence, lang)}
+    assert got[cls] is abnormal

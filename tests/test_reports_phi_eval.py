@@ -76,14 +76,45 @@ def test_holdout_set():
 
 
 def test_evaluate_cli_prints_pass(capsys):
-    assert evaluate_main(["--no-headers", "--corpus", str(HOLDOUT)]) == 1
+    status = evaluate_main(["--no-headers", "--corpus", str(HOLDOUT)])
     out = capsys.readouterr().out
-    assert "PHI recall" in out and "FAIL" in out
+    assert "PHI recall" in out and ("FAIL" in out) == (status == 1)
+    assert "by type: ADDR" in out
     assert evaluate_main(["--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert runs[0]["passed"] is True and runs[0]["use_headers"] is True
     assert runs[1]["use_headers"] is False
-    assert runs[2]["set"] == "held-out set" and runs[2]["reports"] == 24
+    assert runs[2]["set"] == "reports_phi_holdout" and runs[2]["reports"] == 24
+    assert runs[3]["set"] == "reports_phi_dev2"
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "gone", "kept"),
+    [
+        ("und erst später als Hannelore Kuchenbäcker identifiziert.", "de", ["Kuchenbäcker"], []),
+        (
+            "Sehr geehrte Frau Kollegin Leber, die Leber ist unauffällig.",
+            "de",
+            ["Kollegin Leber"],
+            ["die Leber"],
+        ),
+        ("Rücksprache mit Jens um 14:32 Uhr.", "de", ["Jens"], ["14:32"]),
+        ("Zuweiser: Dr. van den Berg", "de", ["Berg"], []),
+        ("Vorbefunde aus dem Marienhospital.", "de", ["Marienhospital"], []),
+        ("Transferred from Harbourview Memorial.", "en", ["Harbourview"], []),
+        ("seen at St. Brigid's Hospice", "en", ["Brigid"], []),
+        ("Registry ID NCR-778812, PPSN 1234567TA", "en", ["778812", "1234567TA"], []),
+        ("Referring: JOHANNES VAN DER MEULEN", "en", ["MEULEN", "JOHANNES"], []),
+        ("Siobhan Gallagher, Dublin 8, D08 X2F5", "en", ["Gallagher", "Dublin 8", "X2F5"], []),
+        ("circle of Willis, Tan score 3, Vena cava", "en", [], ["Willis", "Tan score 3", "Vena"]),
+    ],
+)
+def test_issue14_recognizers(text, lang, gone, kept):
+    out = _scrubbed(text, lang)
+    for g in gone:
+        assert g not in out
+    for k in kept:
+        assert k in out
 
 
 # --- recognizers, both languages ----------------------------------------------------------

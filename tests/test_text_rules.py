@@ -188,3 +188,15 @@ def test_no_summary_without_linked_sentences():
     assert with_report.captions == without.captions
     assert with_report.grounded == without.grounded
     assert not any("Report findings" in c for c in with_report.captions["en"])
+
+
+def test_caption_text_drops_image_refs_and_headings():
+    from refrad_builder.text.rules import clean_caption_text
+
+    assert clean_caption_text("Befund: Rundherd im Unterlappen (Bild 274).") == (
+        "Rundherd im Unterlappen."
+    )
+    assert clean_caption_text("Nodule in the RLL (series 4, image 57), 8 mm.") == (
+        "Nodule in the RLL, 8 mm."
+    )
+    assert clean_caption_text("Liver lesion, see Se 3/Bi 142.") == "Liver lesion, see."

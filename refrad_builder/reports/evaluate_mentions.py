@@ -31,6 +31,9 @@ from refrad_builder.reports.sentences import split_sentences
 from refrad_builder.reports.temporal import is_temporal, rewrite_temporal
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "eval" / "reports_mentions.jsonl"
+# written for issue 14: clause-scoped negation and image-reference forms
+DEV2 = CORPUS.with_name("reports_mentions_dev2.jsonl")
+DEFAULT_SETS = [CORPUS, DEV2]
 
 # metric key -> (threshold, label)
 TARGETS: dict[str, tuple[float, str]] = {
@@ -196,6 +199,28 @@ def _rewrite_check(gold: dict[str, Any], lang: str) -> tuple[bool, bool, str]:
     return keep <= kept, exact, got
 
 
+def _score_mentions(
+    t: Tally, where: str, got: dict[str, tuple[bool, str | None]], g: dict[str, Any]
+) -> None:
+    """Mention, abnormal and laterality counts of one gold sentence."""
+    want = {m["class"]: (m["abnormal"], m["laterality"]) for m in g["mentions"]}
+    for cls in sorted(set(got) | set(want)):
+        if cls in got and cls in want:
+            t.tp += 1
+            if got[cls][0] == want[cls][0]:
+                t.abnormal_ok += 1
+            else:
+                t.errors.append(f"{where}\n    abnormal {cls}: got {got[cls][0]}")
+            if got[cls][1] == want[cls][1]:
+                t.laterality_ok += 1
+        elif cls in got:
+            t.fp += 1
+            t.errors.append(f"{where}\n    FP {cls}")
+        else:
+            t.fn += 1
+            t.errors.append(f"{where}\n    FN {cls}")
+
+
 def evaluate_report(report: dict[str, Any]) -> Tally:
     """Score the rules on one corpus report."""
     t = Tally(reports=1)
@@ -229,27 +254,12 @@ def evaluate_report(report: dict[str, Any]) -> Tally:
                 t.section_ok += 1
             else:
                 t.errors.append(f"{where}\n    section: got {main.section}")
-        got = _merge(mine)
-        want = {m["class"]: (m["abnormal"], m["laterality"]) for m in g["mentions"]}
-        for cls in sorted(set(got) | set(want)):
-            if cls in got and cls in want:
-                t.tp += 1
-                if got[cls][0] == want[cls][0]:
-                    t.abnormal_ok += 1
-                else:
-                    t.errors.append(f"{where}\n    abnormal {cls}: got {got[cls][0]}")
-                if got[cls][1] == want[cls][1]:
-                    t.laterality_ok += 1
-            elif cls in got:
-                t.fp += 1
-                t.errors.append(f"{where}\n    FP {cls}")
-            else:
-                t.fn += 1
-                t.errors.append(f"{where}\n    FN {cls}")
+        _score_mentions(t, where, _merge(mine), g)
+        want = {m["class"] for m in g["mentions"]}
         oracle = {m.class_name for m in find_mentions(g["text"], lang)}
-        t.oracle_tp += len(oracle & set(want))
-        t.oracle_fp += len(oracle - set(want))
-        t.oracle_fn += len(set(want) - oracle)
+        t.oracle_tp += len(oracle & want)
+        t.oracle_fp += len(oracle - want)
+        t.oracle_fn += len(want - oracle)
         want_refs = {(r["series"], r["image"]) for r in g["image_refs"]}
         got_refs = set().union(*(p.image_refs for p in mine)) if mine else set()
         if want_refs or got_refs:
@@ -371,28 +381,44 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry; returns 0 when every target passes, 1 when one fails, 2 when the
-    corpus is malformed."""
+    """Command-line entry: every corpus set is printed separately; returns 0 when every target
+    passes on the first set, 1 when one fails, 2 when a corpus is malformed."""
     parser = argparse.ArgumentParser(prog="python -m refrad_builder.reports.evaluate_mentions")
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        nargs="+",
+        default=DEFAULT_SETS,
+        help="annotated JSONL corpus files, one set each (the first is graded)",
+    )
     parser.add_argument("--errors", action="store_true", help="list every disagreement")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = parser.parse_args(argv)
-    reports = load_corpus(args.corpus)
-    problems = validate_corpus(reports)
-    if problems:
-        print("corpus format problems:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 2
-    result = evaluate(reports)
-    if args.json:
-        print(json.dumps({"metrics": result["metrics"], "targets": result["targets"]}, indent=2))
-    else:
+    paths = [p for i, p in enumerate(args.corpus) if i == 0 or p.is_file()]
+    status = 0
+    for i, path in enumerate(paths):
+        reports = load_corpus(path)
+        problems = validate_corpus(reports)
+        if problems:
+            print(
+                f"corpus format problems ({path.stem}):\n  " + "\n  ".join(problems),
+                file=sys.stderr,
+            )
+            return 2
+        result = evaluate(reports)
+        if args.json:
+            out = {"set": path.stem, "metrics": result["metrics"], "targets": result["targets"]}
+            print(json.dumps(out, indent=2))
+            continue
         if args.errors:
             kinds = Counter(e.split("\n    ")[-1].split(" ")[0] for e in result["all"].errors)
             print("\n".join(result["all"].errors))
             print(f"disagreements by kind: {dict(kinds)}\n")
-        print(format_result(result))
-    return 0 if all(result["targets"].values()) else 1
+        graded = "graded" if i == 0 else "informative"
+        print(f"=== set {path.stem} ({graded})\n" + format_result(result))
+        if i == 0 and not all(result["targets"].values()):
+            status = 1
+    return status
 
 
 if __name__ == "__main__":

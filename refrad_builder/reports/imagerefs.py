@@ -30,6 +30,17 @@ _IMAGE_FIRST = re.compile(
     rf"(?<![\w.]){_IMG}{_SEP}{_NUM}{_RANGE}\s*(?:,\s*|/\s*|\s+(?:of|in|from|aus|der|von|in\s+der)\s+){_SER}{_SEP}{_NUM}(?!\w)",
     re.IGNORECASE,
 )
+# "image 12 (series 7)", "Bild 274 (Serie 4)"
+_IMAGE_PAREN = re.compile(
+    rf"(?<![\w.]){_IMG}{_SEP}{_NUM}{_RANGE}\s*\(\s*{_SER}{_SEP}{_NUM}\s*\)", re.IGNORECASE
+)
+# "Ser/Img 6/33", "Se/Bi 4/112"
+_SLASH_PAIR = re.compile(
+    rf"(?<![\w.]){_SER}\s*/\s*{_IMG}\s*:?\s*(\d{{1,4}})\s*/\s*(\d{{1,5}})(?![\w/])", re.IGNORECASE
+)
+# "(4:112)": series:image in parentheses; never a time (14:32) or a ratio (1:2): the image
+# number must be above 59
+_COLON_PAREN = re.compile(r"\((\d{1,3})\s*:\s*(\d{2,5})\)")
 _IMAGE_ONLY = re.compile(
     rf"(?<![\w.])(?:images?|img|ima|bilder|bild|bi)\.?{_SEP}{_NUM}{_RANGE}(?![\w/])", re.IGNORECASE
 )
@@ -53,7 +64,22 @@ def find_image_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
     def free(s: int, e: int) -> bool:
         return all(e <= ts or s >= te for ts, te in taken)
 
+    for m in _IMAGE_PAREN.finditer(text):
+        series = int(m.group(3))
+        refs = [ImageRef(series=series, image=i) for i in _images(m.group(1), m.group(2))]
+        found.append((m.start(), m.end(), refs))
+        taken.append(m.span())
+    for pattern in (_SLASH_PAIR, _COLON_PAREN):
+        for m in pattern.finditer(text):
+            if not free(*m.span()) or (pattern is _COLON_PAREN and int(m.group(2)) <= 59):
+                continue
+            found.append(
+                (m.start(), m.end(), [ImageRef(series=int(m.group(1)), image=int(m.group(2)))])
+            )
+            taken.append(m.span())
     for m in _PAIR.finditer(text):
+        if not free(*m.span()):
+            continue
         refs = [ImageRef(series=int(m.group(1)), image=i) for i in _images(m.group(2), m.group(3))]
         found.append((m.start(), m.end(), refs))
         taken.append(m.span())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from refrad_builder.anatomy.labels import LabelSchema
 from refrad_builder.engine.records import Box, ReportRecord, Sentence, SliceRecord, VQAItem
+from refrad_builder.reports.imagerefs import find_image_refs
 from refrad_builder.reports.mentions import find_mentions
 from refrad_builder.reports.temporal import rewrite_temporal
 from refrad_builder.text import grounding
@@ -168,6 +169,39 @@ def linked_sentences(
     return (by_ref + by_mention)[:limit]
 
 
+# A section heading that ended up inside a sentence ("Befund: ...", "Findings: ...")
+_HEADING = re.compile(
+    r"^\s*(?:Befund|Befunde|Beurteilung|Zusammenfassung|Fragestellung|Findings|Impression|"
+    r"Opinion|Conclusion|Report|Summary)\s*:\s*",
+    re.IGNORECASE,
+)
+_EMPTY_BRACKETS = re.compile(r"[(\[]\s*(?:[,;:]\s*)*[)\]]")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?)])")
+
+
+def clean_caption_text(text: str) -> str:
+    """Caption text without key-image references ("(Bild 274)", "(series 4, image 57)") and
+    without a leading section heading: the model cannot see image numbers. The references
+    stay in the slice's metadata (``image_refs`` of the report sentence)."""
+    for start, end in sorted(
+        {span for _, span in find_image_refs(text)}, key=lambda sp: sp[0], reverse=True
+    ):
+        text = text[:start] + text[end:]
+    text = _EMPTY_BRACKETS.sub("", text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    return _HEADING.sub("", text).strip()
+
+
+def _for_caption(s: Sentence, lang: str) -> Sentence | None:
+    text = clean_caption_text(s.text)
+    if text == s.text:
+        return s
+    if not text:
+        return None
+    return s.model_copy(update={"text": text, "mentions": find_mentions(text, lang)})
+
+
 def _without_temporal(s: Sentence, lang: str) -> Sentence | None:
     text = rewrite_temporal(s.text, lang)
     if not text:
@@ -217,6 +251,9 @@ def make_products(
     vqa: list[VQAItem] = []
 
     linked = linked_sentences(sl, report, visible, max_sentences)
+    # TODO(issue 14): apply _for_caption here once publish/refrad2d/export.py's
+    # report_snippets decomposes captions into cleaned sentences (clean_caption_text);
+    # today it matches raw report sentences and would lose CleanedSentence.
     if report is not None and linked:
         captions[report.language].append(" ".join(s.text for s in linked))
         for s in linked:

@@ -1,0 +1,132 @@
+"""Names with no cue word: a known first name, alone or before surname words.
+
+First names come from ``gender-guesser``'s packaged dictionary (German and English names
+among many others); ``wordfreq``'s lists of both languages tell a first name that is also
+everyday vocabulary ("Will", "May", "Grace", "Mark") from one that is only a name. A first
+name followed by capitalised words or particles ("Hannelore Kuchenbäcker", "Elfriede ter
+Horst", "Anneke de Vries") is a name with them; a rare first name alone ("Rücksprache mit
+Jens") is a name too. Anatomy words never start a name; after a first name they may end it
+("Fritz Herz"). Everything loads once per process, offline.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import regex
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+from refrad_builder.reports.phi.base import _LOW, _UP, span_result
+from refrad_builder.reports.phi.names import _PARTICLE, _PARTICLE_SET, is_not_name
+from refrad_builder.reports.phi.words import phi_words
+
+# a first name followed by surname words; each word capitalised or all capitals
+_CAP = rf"[{_UP}](?:[{_LOW}]+|[{_UP}]+)(?:[-'’][{_UP}][{_LOW}{_UP}]+)*"
+_CANDIDATE = regex.compile(
+    rf"(?<![\w.'’-])(?P<first>{_CAP})(?P<rest>(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_CAP}){{0,2}})"
+    rf"(?![\w'’-])"
+)
+_SURNAME_WORD = regex.compile(rf"{_CAP}")
+# zipf frequency (wordfreq) at or above which a word counts as vocabulary
+_VOCAB_ZIPF = 5.6
+# a first name alone must be rarer in both languages (names count as words in the lists)
+_ALONE_ZIPF = 4.4
+
+
+@functools.lru_cache(maxsize=1)
+def _detector():
+    import gender_guesser.detector as gender
+
+    return gender.Detector(case_sensitive=False)
+
+
+@functools.lru_cache(maxsize=20000)
+def _zipf(word: str, lang: str) -> float:
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(word, lang)
+
+
+@functools.lru_cache(maxsize=20000)
+def is_first_name(word: str) -> bool:
+    """Whether gender-guesser knows ``word`` as a first name (any gender)."""
+    return _detector().get_gender(word) in (
+        "male",
+        "female",
+        "mostly_male",
+        "mostly_female",
+        "andy",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _blocked() -> frozenset[str]:
+    from refrad_builder.reports.lexicon import lexicon
+
+    return frozenset(lexicon().exact) | frozenset(w.casefold() for w in phi_words("not_first_name"))
+
+
+def _vocabulary(word: str, lang: str, limit: float) -> bool:
+    w = word.casefold()
+    return w in _blocked() or _zipf(w, lang) >= limit or is_not_name(word)
+
+
+def _surname_ok(word: str, lang: str) -> bool:
+    return not is_not_name(word) and not (_zipf(word.casefold(), lang) >= 5.0)
+
+
+def _alone_ok(first: str, lang: str, other: str) -> bool:
+    """A first name with no surname: capitalised (no acronym), rare as a word in both
+    languages."""
+    w = first.casefold()
+    return (
+        len(first) >= 3
+        and not first.isupper()
+        and _zipf(w, lang) < _ALONE_ZIPF
+        and _zipf(w, other) < _ALONE_ZIPF + 0.3
+    )
+
+
+def name_spans(text: str, lang: str) -> list[tuple[int, int]]:
+    """Spans of names that start with a known first name (see the module notes)."""
+    other = "en" if lang == "de" else "de"
+    spans = []
+    for m in _CANDIDATE.finditer(text):
+        first = m.group("first")
+        if len(first) < 3 or not is_first_name(first) or _vocabulary(first, lang, _VOCAB_ZIPF):
+            continue
+        end = m.end("first")
+        for w in _SURNAME_WORD.finditer(text, m.start("rest"), m.end("rest")):
+            word = w.group(0)
+            if word.casefold() in _PARTICLE_SET:
+                continue
+            if not _surname_ok(word, lang) or word.isupper() != first.isupper():
+                break
+            end = w.end()
+        if end > m.end("first"):
+            spans.append((m.start(), end))
+        elif _alone_ok(first, lang, other):
+            spans.append((m.start(), end))
+    return spans
+
+
+class FirstNameRecognizer(EntityRecognizer):
+    """Presidio recognizer over :func:`name_spans`."""
+
+    def __init__(self, language: str):
+        super().__init__(
+            supported_entities=["NAME"], name=f"first_name_{language}", supported_language=language
+        )
+
+    def load(self) -> None:
+        """Nothing to load up front (the dictionaries load on first use)."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        """NAME results for the first-name spans of ``text``."""
+        return [
+            span_result(self, "NAME", s, e, 0.6, "first_name")
+            for s, e in name_spans(text, self.supported_language)
+        ]

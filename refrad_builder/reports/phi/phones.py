@@ -1,0 +1,59 @@
+"""Telephone, fax and pager numbers: labelled, international, national (DE/UK) and US."""
+
+from __future__ import annotations
+
+from refrad_builder.reports.phi.base import Rule
+
+_PHONE_LABEL = (
+    r"(?i:Tel(?:efon)?\.?(?:[ \t]?-?[ \t]?Nr\.?)?|Telefax|Fax|Mobil(?:telefon)?|Handy|Durchwahl|"
+    r"Rufnummer|Piepser|Funk|Pager|Bleep|Phone|Telephone|Cell|Mobile|Direct[ \t]+(?:line|dial)|"
+    r"Ext\.?|Extension|Apparat|App\.|erreichbar[ \t]+unter|reachable[ \t]+(?:at|on)|call[ \t]+(?:me[ \t]+)?(?:on|at)|"
+    r"unter[ \t]+der[ \t]+Nummer|Rückruf(?:nummer)?)"
+)
+_PHONE_NUMBER = r"\+?\(?\d[\d \t()/.–-]*\d"
+_PHONE_RULES = [
+    Rule(
+        "labelled",
+        rf"(?<![\w]){_PHONE_LABEL}[ \t]*(?::|\.)?[ \t]*(?P<phi>{_PHONE_NUMBER}|\d{{3,}})",
+        0.85,
+        adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 3 else None,
+    ),
+    # +49 (0)761 27012345, +44 7700 900456, +1 (415) 555-0175
+    Rule(
+        "international",
+        r"(?<![\w+])\+\d{1,3}[ \t]?(?:\(0\)[ \t]?)?\(?\d{1,5}\)?(?:[ \t/-]?\d{2,}){1,5}(?!\d)",
+        0.75,
+    ),
+    # German/UK national numbers: 0761 270-38010, (0761) 270 12345, 0176 22334455, 020 7946 0958
+    Rule(
+        "national",
+        r"(?<![\w+/.,-])(?:\(0\d{2,5}\)|0\d{2,5})(?:[ \t]?/[ \t]?|[ \t-])\d{2,}(?:[ \t-]\d{1,})*(?!\d|[.,/]\d)",
+        0.6,
+        adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 7 else None,
+    ),
+    # US: (617) 555-0142, 617-555-0199, 1-800-555-0123
+    Rule(
+        "us",
+        r"(?<![\w-])(?:1-)?(?:\(\d{3}\)[ \t]?|\d{3}[-.])\d{3}[-.]\d{4}(?![\d-])",
+        0.75,
+    ),
+]
+_PHONE_CONTEXT = [
+    "tel",
+    "telefon",
+    "fax",
+    "mobil",
+    "handy",
+    "durchwahl",
+    "rufnummer",
+    "erreichbar",
+    "phone",
+    "call",
+    "mobile",
+    "cell",
+    "pager",
+    "bleep",
+    "reachable",
+    "telephone",
+    "telefonnummer",
+]
