@@ -12,7 +12,8 @@ from refrad_builder.engine.records import (
     TextRecord,
 )
 from refrad_builder.engine.stage import STAGE_ORDER, Drop, Stage, WorkItem, get_stage
-from refrad_builder.text.rules import GENERATOR, TextProducts, make_products
+from refrad_builder.text.phrases import GENERATOR
+from refrad_builder.text.rules import TextProducts, make_products
 
 PROMPT_TASKS = ("temporal", "translate", "vqa", "keywords")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -69,9 +70,13 @@ def test_no_module_over_500_lines():
 @pytest.mark.slow
 def test_wheel_adds_exactly_one_top_level_package(tmp_path):
     wheel_dir = tmp_path / "wheel"
+    src = tmp_path / "src"  # setuptools builds in the tree (build/): build from a copy
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "out", "build", "demo-inputs")
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheel_dir), "."],
-        cwd=ROOT,
+        cwd=src,
         check=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
