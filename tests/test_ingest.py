@@ -184,3 +184,57 @@ def test_file_names_that_are_not_utf8_are_inputs_like_any_other(tmp_path, real_c
         assert latin1 not in os.fsencode(path)
         if path.is_file():
             assert latin1 not in path.read_bytes()
+
+
+def test_links_pipes_and_folder_links_are_counted_rejects(tmp_path, real_ct_dir):
+    """Nothing under an input folder is skipped without a word: links that lead nowhere, a
+    loop of links, a named pipe and a link to a folder each become a reasoned reject."""
+    import os
+
+    junk = real_ct_dir / "junk"
+    junk.mkdir()
+    os.symlink(junk / "gone.dcm", junk / "dangling.dcm")
+    os.symlink(junk / "loop_b", junk / "loop_a")
+    os.symlink(junk / "loop_a", junk / "loop_b")
+    os.mkfifo(junk / "pipe.dcm")
+    os.symlink(real_ct_dir / "real_ct", junk / "folder_link")
+    cfg = _cfg(tmp_path, real_ct_dir)
+    run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
+
+    status = Ledger(cfg.work_dir / "ingest").status("ingest")
+    assert status.done == 20 and status.failed == {}
+    assert status.dropped == {
+        "broken_link": 3,
+        "not_a_regular_file": 1,
+        "folder_link_not_followed": 1,
+    }
+
+
+def test_an_io_error_is_retried_not_dropped(tmp_path, real_ct_dir, monkeypatch):
+    """EIO while reading a header is the machine's fault: the item fails (transient) and the
+    next run, with the disk healthy again, reads it."""
+    import errno
+
+    import pydicom
+
+    from refrad_builder.inputs import dicom_header
+
+    real_read = pydicom.dcmread
+    victim = sorted((real_ct_dir / "real_ct" / "series_1").iterdir())[3].name
+
+    def flaky(fp, *args, **kwargs):
+        if str(getattr(fp, "name", fp)).endswith(victim):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_read(fp, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_header.pydicom, "dcmread", flaky)
+    cfg = _cfg(tmp_path, real_ct_dir)
+    run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
+    status = Ledger(cfg.work_dir / "ingest").status("ingest")
+    assert (status.done, status.dropped, sum(status.failed.values())) == (19, {}, 1)
+    assert "OSError" in next(iter(status.failed))
+
+    monkeypatch.setattr(dicom_header.pydicom, "dcmread", real_read)
+    run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
+    status = Ledger(cfg.work_dir / "ingest").status("ingest")
+    assert (status.done, status.dropped, status.failed) == (20, {}, {})

@@ -15,6 +15,8 @@ import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
+from refrad_builder.engine.errors import is_environmental
+
 # LPS (DICOM patient) -> RAS (NIfTI world): negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 IOP_TOLERANCE = 1e-3
@@ -333,7 +335,9 @@ def _read_headers(
             # Deferred reading keeps only headers in memory; pixels are read when decoded.
             ds = pydicom.dcmread(key, defer_size="64 KB")
             found = _file_frames(key, ds, skips)
-        except Exception:  # a corrupt file fails in many ways; it costs its images only
+        except Exception as exc:  # a corrupt file fails in many ways; it costs its images only
+            if is_environmental(exc):  # not the file's fault: the series is retried whole
+                raise
             skips.add("unreadable", key)
             continue
         if found:

@@ -47,6 +47,7 @@ import pydicom
 from pydicom.pixels import apply_modality_lut, get_decoder
 from scipy import ndimage
 
+from refrad_builder.engine.errors import is_environmental
 from refrad_builder.imaging.orientation import canonical_transform, to_canonical
 from refrad_builder.imaging.series_assembly import (
     _check_consistent,
@@ -116,6 +117,8 @@ def _decode(
         try:
             stored = _stored_pixels(ds)
         except Exception as exc:  # decoder plugins raise many types
+            if is_environmental(exc):
+                raise
             raise VolumeError("undecodable_pixels", type(exc).__name__) from None
         for n in members:
             f = frames[n]

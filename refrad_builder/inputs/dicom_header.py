@@ -14,15 +14,24 @@ functional groups.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
 from refrad_builder.deid.pseudo import keyed_hex
+from refrad_builder.engine.errors import is_environmental
 from refrad_builder.engine.records import FileHeader
-from refrad_builder.inputs.walk import ArchiveMemberError, file_id, input_size, open_input
+from refrad_builder.inputs.walk import (
+    ArchiveMemberError,
+    file_id,
+    input_size,
+    open_input,
+    split_member,
+)
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _NAME_TAGS = (
@@ -92,15 +101,37 @@ def _archive_kind(head: bytes) -> str | None:
     return None
 
 
+def _check_kind(path: str | Path) -> None:
+    """Reject what is no regular file before opening it (opening a pipe would block)."""
+    archive, member = split_member(path)
+    if member is not None:
+        return
+    try:
+        mode = os.stat(archive).st_mode
+    except FileNotFoundError:
+        if os.path.islink(archive):
+            raise HeaderError("broken_link") from None
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise HeaderError("broken_link", "a loop of links") from None
+        raise
+    if stat.S_ISDIR(mode):
+        raise HeaderError("folder_link_not_followed", "set ingest.follow_symlinks to follow")
+    if not stat.S_ISREG(mode):
+        raise HeaderError("not_a_regular_file")
+
+
 def read_dataset(path: str | Path, max_bytes: int | None = None) -> pydicom.Dataset:
     """Read a header (pixel data deferred, not loaded); raise HeaderError with a reason.
     ``path`` may name a zip member (``archive.zip::member``, see :mod:`refrad_builder.inputs.walk`)."""
+    _check_kind(path)
     try:
         fh = open_input(path, max_bytes)
     except ArchiveMemberError as exc:
         raise HeaderError(exc.reason) from None
-    except OSError:
-        raise HeaderError("unreadable_dicom") from None
+    except PermissionError:  # a property of the file as it is; fixing it changes its key
+        raise HeaderError("permission_denied") from None
     with fh:
         kind = _archive_kind(fh.read(4))
         if kind is not None:
@@ -118,13 +149,17 @@ def read_dataset(path: str | Path, max_bytes: int | None = None) -> pydicom.Data
             return pydicom.dcmread(fh, defer_size=defer)
         except InvalidDicomError:
             pass
-        except Exception:
+        except Exception as exc:
+            if is_environmental(exc):  # an I/O error is not the file's fault: retried
+                raise
             raise HeaderError("unreadable_dicom") from None
         # No preamble/file meta: accept a raw data set only if it looks like one.
         fh.seek(0)
         try:
             ds = pydicom.dcmread(fh, defer_size=defer, force=True)
-        except Exception:
+        except Exception as exc:
+            if is_environmental(exc):
+                raise
             raise HeaderError("not_dicom") from None
     if "SOPClassUID" not in ds and "Modality" not in ds:
         raise HeaderError("not_dicom")
@@ -195,6 +230,8 @@ def read_header(secret: bytes, root: int, root_path: Path, rel: str) -> FileHead
     except HeaderError:
         raise
     except Exception as exc:  # values that break parsing are the file's fault: a drop
+        if is_environmental(exc):
+            raise
         raise HeaderError("unreadable_header", type(exc).__name__) from None
 
 

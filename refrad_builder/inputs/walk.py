@@ -81,7 +81,10 @@ def input_size(path: str | Path) -> int:
     """Bytes of an input file, or the declared uncompressed size of a zip member."""
     archive, member = split_member(path)
     if member is None:
-        return os.stat(archive).st_size
+        try:
+            return os.stat(archive).st_size
+        except OSError:  # a link that leads nowhere: the header read says why it is no input
+            return 0
     try:
         with zipfile.ZipFile(archive) as zf:
             return zf.getinfo(member).file_size
@@ -90,10 +93,15 @@ def input_size(path: str | Path) -> int:
 
 
 def change_key(path: str | Path) -> tuple:
-    """What changes when an input changes: size and mtime (of the archive, for a member)."""
+    """What changes when an input changes: size, mtime and mode (of the archive, for a
+    member). The mode is in it so that fixing a file's permissions makes it an input anew; a
+    link that leads nowhere is keyed by the link itself."""
     archive, member = split_member(path)
-    st = os.stat(archive)
-    return (st.st_size, st.st_mtime_ns, member)
+    try:
+        st = os.stat(archive)
+    except OSError:
+        st = os.lstat(archive)
+    return (st.st_size, st.st_mtime_ns, st.st_mode, member)
 
 
 def walk(roots: list[Path], follow_symlinks: bool = False) -> list[tuple[int, Path, str]]:
@@ -106,12 +114,14 @@ def walk(roots: list[Path], follow_symlinks: bool = False) -> list[tuple[int, Pa
             raise FileNotFoundError(f"input folder #{root_idx} does not exist")
         for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
             dirnames.sort()
-            for fn in sorted(filenames):
+            # Links to folders are not followed (unless asked): they are counted as inputs
+            # that ingest rejects, like links that lead nowhere, pipes and sockets.
+            unfollowed = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+            for fn in sorted(filenames + (unfollowed if not follow_symlinks else [])):
                 full = Path(dirpath) / fn
-                if not full.is_file():
-                    continue
                 rel = full.relative_to(root).as_posix()
-                members = _members(full) if fn.lower().endswith(".zip") else None
+                zipped = fn.lower().endswith(".zip") and full.is_file()
+                members = _members(full) if zipped else None
                 if members:  # a zip's files are inputs of their own
                     found += [(root_idx, root, f"{rel}{MEMBER_SEP}{m}") for m in sorted(members)]
                 else:  # a file, or a zip that cannot be listed or is empty: ingest rejects it
