@@ -33,7 +33,10 @@ from refrad_builder.reports.temporal import is_temporal, rewrite_temporal
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "eval" / "reports_mentions.jsonl"
 # written for issue 14: clause-scoped negation and image-reference forms
 DEV2 = CORPUS.with_name("reports_mentions_dev2.jsonl")
-DEFAULT_SETS = [CORPUS, DEV2]
+BLIND_C = CORPUS.with_name("reports_mentions_blind_c.jsonl")
+BLIND_D = CORPUS.with_name("reports_mentions_blind_d.jsonl")
+DEFAULT_SETS = [CORPUS, DEV2, BLIND_C, BLIND_D]
+SPLITS = ("dev", "heldout", "blind_c", "blind_d")
 
 # metric key -> (threshold, label)
 TARGETS: dict[str, tuple[float, str]] = {
@@ -112,8 +115,8 @@ def validate_corpus(reports: list[dict[str, Any]]) -> list[str]:
         if rid in seen:
             problems.append(f"{rid}: duplicate id")
         seen.add(rid)
-        if r.get("lang") not in ("de", "en") or r.get("split", "dev") not in ("dev", "heldout"):
-            problems.append(f"{rid}: lang must be de/en, split dev/heldout")
+        if r.get("lang") not in ("de", "en") or r.get("split", "dev") not in SPLITS:
+            problems.append(f"{rid}: lang must be de/en, split one of {', '.join(SPLITS)}")
         last = 0
         for i, g in enumerate(r.get("sentences", [])):
             where = f"{rid}#{i}"
@@ -347,7 +350,7 @@ def format_result(result: dict[str, Any]) -> str:
         f"{a['sentence_boundary_accuracy']:.3f}",
         f"  section                 {t.section_ok}/{t.sentences} = {a['section_accuracy']:.3f}",
     ]
-    for key in [k for k in ("all", "de", "en", "dev", "heldout") if k in m]:
+    for key in [k for k in ("all", "de", "en", *SPLITS) if k in m]:
         x, mm = result[key], m[key]
         lines.append(
             f"  mentions {key:<7}       P {mm['mention_precision']:.3f}  "

@@ -22,6 +22,8 @@ OUTPUTS = {
     "reports_phi.jsonl": ("reports_phi_de.src", "reports_phi_en.src"),
     "reports_phi_holdout.jsonl": ("reports_phi_holdout.src",),
     "reports_phi_dev2.jsonl": ("reports_phi_dev2.src",),
+    "reports_phi_blind_c.jsonl": ("reports_phi_blind_c.src",),
+    "reports_phi_blind_d.jsonl": ("reports_phi_blind_d.src",),
 }
 PHI_TYPES = {"NAME", "ID", "DATE", "INST", "ADDR", "PHONE", "EMAIL", "URL", "AGE"}
 _MARK = re.compile(r"\{\{(?P<type>[A-Z]+)\|(?P<phi>[^{}]+)\}\}|<<(?P<keep>(?:(?!>>).)+)>>")
