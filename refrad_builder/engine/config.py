@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -324,8 +325,8 @@ SECTION_PATHS = {
 
 
 def is_uri(path: object) -> bool:
-    """``scheme://...`` (object storage): kept as given."""
-    return "://" in str(path)
+    """``scheme://...`` (kept as given; a Path field shows it as ``scheme:/...``)."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(path)) is not None
 
 
 def resolve_paths(cfg: RunConfig, multi_node: bool = False) -> RunConfig:

@@ -16,6 +16,7 @@ import math
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -297,23 +298,28 @@ class RayExecutor:
         ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_block))
         args = self.task_args(stage, cfg)
         common = {"batch_size": batch, **res}
-        if stage.actor_pool:
+        # Retries off (Ray Data's defaults retry a block, and restart an actor, forever): the
+        # retry options go through map_batches' ray_remote_args, the only way Ray 2.60 takes
+        # them (it warns they will move; nothing replaces them yet).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            if stage.actor_pool:
+                return ds.map_batches(
+                    _Worker,
+                    fn_constructor_args=args,
+                    compute=ActorPoolStrategy(min_size=1, max_size=slots),
+                    max_restarts=0,
+                    max_task_retries=0,
+                    **common,
+                )
             return ds.map_batches(
-                _Worker,
-                fn_constructor_args=args,
-                compute=ActorPoolStrategy(min_size=1, max_size=slots),
-                max_restarts=0,
-                max_task_retries=0,
+                _process_batch,
+                fn_args=args,
+                compute=TaskPoolStrategy(),
+                max_retries=0,
+                retry_exceptions=False,
                 **common,
             )
-        return ds.map_batches(
-            _process_batch,
-            fn_args=args,
-            compute=TaskPoolStrategy(),
-            max_retries=0,
-            retry_exceptions=False,
-            **common,
-        )
 
     def run(
         self,
