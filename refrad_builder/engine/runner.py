@@ -183,6 +183,8 @@ class LocalExecutor:
 
 
 QUIET_LOGGERS = ("ray", "ray.data", "ray.data._internal.execution.streaming_executor")
+# says "progress bars disabled" on every dataset of a default run: our ticker replaces them
+NOTICE_LOGGERS = ("ray.data._internal.progress",)
 
 
 def _worker_death_reason(exc: BaseException) -> str:
@@ -239,6 +241,8 @@ class RayExecutor:
         if not verbose:
             for name in QUIET_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
+            for name in NOTICE_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
         alive = [n for n in ray.nodes() if n.get("Alive")]
         self.multi_node = bool(os.environ.get("RAY_ADDRESS")) or len(alive) > 1
         self._max_node_memory = max(
