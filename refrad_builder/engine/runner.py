@@ -182,6 +182,13 @@ class LocalExecutor:
         return out
 
 
+def block_count(n_items: int, batch: int, slots: int) -> int:
+    """Blocks sized by items and cluster size: about four blocks per worker slot, and no
+    block smaller than one batch (no fixed cap: a large stage on a large cluster gets many)."""
+    per_block = max(batch, math.ceil(n_items / (4 * max(1, slots))))
+    return max(1, math.ceil(n_items / per_block))
+
+
 QUIET_LOGGERS = ("ray", "ray.data", "ray.data._internal.execution.streaming_executor")
 # says "progress bars disabled" on every dataset of a default run: our ticker replaces them
 NOTICE_LOGGERS = ("ray.data._internal.progress",)
@@ -295,11 +302,8 @@ class RayExecutor:
         res = self.ray_resources(stage)
         slots = self._slots(res)
         batch = max(1, stage.batch_size())
-        # blocks sized by items and cluster size: about four blocks per worker slot, never
-        # fewer items than one batch per block
-        per_block = max(batch, math.ceil(len(items) / (4 * slots)))
         rows = [{"item": json.dumps(asdict(it))} for it in items]
-        ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_block))
+        ds = ray.data.from_items(rows, override_num_blocks=block_count(len(rows), batch, slots))
         args = self.task_args(stage, cfg)
         common = {"batch_size": batch, **res}
         # Retries off (Ray Data's defaults retry a block, and restart an actor, forever): the
