@@ -120,3 +120,22 @@ def test_item_that_kills_its_worker_is_failed_after_bounded_retries(
     assert err.exists()
     # run alone once, then retried max_item_retries=1 time: two deaths, then recorded failed
     assert f"item {series[0]} failed: its worker died 2 times (worker_died)" in caplog.text
+
+
+def test_item_that_kills_its_actor_is_failed_too(ray_session, demo, tmp_path):
+    from crash_stage import CrashingSegment
+
+    cfg = _cfg(demo, tmp_path, "execution.max_item_retries=0")
+    run_pipeline(cfg, stages=["ingest", "deid", "volume"], progress=lambda _line: None)
+    series = sorted(i for i, _, _ in Ledger(tmp_path / "work" / "volume").current_outputs())
+    ray_session.write_text(series[-1])
+    try:
+        [run] = run_pipeline(
+            cfg,
+            stages=["segment"],
+            stage_classes={"segment": CrashingSegment},
+            progress=lambda _line: None,
+        )
+    finally:
+        ray_session.unlink()
+    assert run.status["failed"] == {"worker_died": 1} and run.status["done"] == len(series) - 1

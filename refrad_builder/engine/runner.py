@@ -194,6 +194,9 @@ QUIET_LOGGERS = ("ray", "ray.data", "ray.data._internal.execution.streaming_exec
 NOTICE_LOGGERS = ("ray.data._internal.progress",)
 
 
+WORKER_DEATHS = ("worker_died", "out_of_memory")
+
+
 def _worker_death_reason(exc: BaseException) -> str:
     """The ledger reason for an item whose worker did not come back."""
     from ray import exceptions as rex
@@ -404,23 +407,25 @@ class RayExecutor:
                         results[it.id] = {"id": it.id, "outcome": "ok", "reason": ""}
                 if tick and len(left) < len(chunk):
                     tick(len(chunk) - len(left))
-                if len(left) > 1:
+                reason = _worker_death_reason(exc)
+                died = reason in WORKER_DEATHS
+                if died and len(left) > 1:  # which item killed it? run them one by one
                     queue.extend([it] for it in left)
                     continue
                 for it in left:
                     deaths[it.id] += 1
-                    if deaths[it.id] <= cfg.execution.max_item_retries:
+                    if died and deaths[it.id] <= cfg.execution.max_item_retries:
                         queue.append([it])
                         continue
-                    reason = _worker_death_reason(exc)
+                    # out of retries, or an error no retry mends (e.g. a worker that cannot
+                    # read the secret): recorded as failed, retried by the next run
                     ledger.mark_error(it.id, it.fingerprint, reason, "")
                     results[it.id] = {"id": it.id, "outcome": "error", "reason": reason}
                     log.warning(
-                        "%s: item %s failed: its worker died %d times (%s)",
+                        "%s: item %s failed: %s",
                         stage.name,
                         it.id,
-                        deaths[it.id],
-                        reason,
+                        f"its worker died {deaths[it.id]} times ({reason})" if died else reason,
                     )
                     if tick:
                         tick(1)
