@@ -19,7 +19,8 @@ EPILOG = """examples:
   refrad validate out/shards
   refrad report analyze report.txt --json
 Cluster: set RAY_ADDRESS (or use `ray job submit -- refrad run --config my.yaml`); work_dir
-and out_dir must then be on a filesystem every node can reach."""
+and out_dir must then be absolute paths on a filesystem every node can reach, and every node
+must find the secret (REFRAD_SECRET in its environment, or the 0600 secret file)."""
 
 
 def _config(args: argparse.Namespace):
@@ -58,7 +59,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in args.force or []:
         if name not in STAGE_ORDER:
             raise SystemExit(f"--force: unknown stage {name!r}")
-    run_pipeline(cfg, stages=stages, force=args.force or [])
+    from refrad_builder.engine.progress import Ticker
+
+    run_pipeline(
+        cfg,
+        stages=stages,
+        force=args.force or [],
+        ticker=Ticker(sys.stderr),
+        verbose=bool(getattr(args, "verbose", False)),
+    )
     if "shards" in stages and not args.no_validate:
         report = validate_dir(Path(cfg.out_dir), languages=tuple(cfg.text.languages))
         print(report.summary())
@@ -226,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor", choices=["ray", "local"], help="ray (default) or local (in-process)"
     )
     p.add_argument("--no-validate", action="store_true", help="skip validation after shards")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="debug logging, with Ray's own progress bars and log lines",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="per stage: done / dropped / failed / pending, with reasons")
@@ -322,9 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except Exception as exc:
         from refrad_builder.engine.config import SecretMissing
+        from refrad_builder.engine.lock import RunLocked
         from refrad_builder.text.serve import ServeError
 
-        if isinstance(exc, SecretMissing | FileNotFoundError | ValueError | ServeError):
+        if isinstance(exc, SecretMissing | RunLocked | FileNotFoundError | ValueError | ServeError):
             print(f"refrad: error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -1,6 +1,8 @@
 """ingest: walk the inputs, read headers only, group into series and studies, pair reports.
 
-Items are files (a header read each); ``finalize`` groups the current file headers into the
+Items are files (a header read each), each fingerprinted by its own root folder, path and
+change key (size, mtime): adding a folder or a report table reads only the new files, and the
+grouping below passes unchanged series and studies on unchanged. ``finalize`` groups the current file headers into the
 sub-ledgers ``ingest/series`` and ``ingest/studies`` that deid and report plan from, and
 counts report rows that match no study in ``ingest/reports``.
 """
@@ -28,8 +30,14 @@ class IngestStage(Stage):
 
     name = "ingest"
     version = "3"
-    extra_config = ("inputs",)
     uses_secret = True
+
+    def _group_config_hash(self) -> str:
+        """What grouping and pairing read besides the file headers: the report columns (not
+        the lists of folders and tables, so adding one leaves the others' items as they are)."""
+        inputs = self.ctx.config.inputs.model_dump(mode="json")
+        pairing = {k: v for k, v in inputs.items() if k not in ("dicom", "reports")}
+        return stable_hash([self.config_hash(), pairing])
 
     def plan(self) -> list[WorkItem]:
         items = []
@@ -41,7 +49,9 @@ class IngestStage(Stage):
                     id=item_id,
                     # the path lives only in memory: the ledger keeps the keyed id
                     payload={"root": root_idx, "path": rel},
-                    input_fingerprint=stable_hash([item_id, *change_key(os.path.join(root, rel))]),
+                    input_fingerprint=stable_hash(
+                        [item_id, str(root), *change_key(os.path.join(root, rel))]
+                    ),
                 )
             )
         return items
@@ -190,8 +200,9 @@ class IngestStage(Stage):
     def _write_sub(self, name: str, items: dict[str, tuple[str, object, str]]) -> None:
         ledger = Ledger(self.out_dir / name)
         manifest = {}
+        chash = self._group_config_hash()
         for item_id, (input_fp, rec, reason) in items.items():
-            fp = item_fingerprint(f"ingest/{name}", self.version, self.config_hash(), input_fp)
+            fp = item_fingerprint(f"ingest/{name}", self.version, chash, input_fp)
             manifest[item_id] = fp
             if ledger.is_done(item_id, fp):
                 continue
@@ -199,7 +210,7 @@ class IngestStage(Stage):
                 ledger.mark_drop(item_id, fp, reason, "")
             else:
                 ledger.mark_ok(item_id, fp, [rec.model_dump(mode="json", by_alias=True)])
-        ledger.write_manifest(manifest, self.version, self.config_hash())
+        ledger.write_manifest(manifest, self.version, chash)
 
 
 STAGE = IngestStage

@@ -28,6 +28,7 @@ import numpy as np
 
 from refrad_builder.anatomy.labels import schema
 from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.device import gpu_device_name
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.records import SegmentRecord, VolumeRecord
 from refrad_builder.engine.stage import Drop, Resources, Stage, WorkItem
@@ -62,6 +63,16 @@ class SegmentStage(Stage):
     # A GPU-capable stage: one long-lived actor per worker keeps the model (and the
     # precomputed header index) loaded; segment.gpus_per_worker asks Ray for GPUs.
     actor_pool: ClassVar[bool] = True
+
+    def worker_resources(self, cluster: dict[str, float]) -> Resources:
+        """``segment.gpus_per_worker`` GPUs per actor; unset: one with the TotalSegmentator
+        backend when the cluster has GPUs, none otherwise."""
+        gpus = self.cfg.gpus_per_worker
+        if gpus is None:
+            wants_gpu = self.cfg.backend == "totalsegmentator"
+            gpus = 1.0 if wants_gpu and cluster.get("GPU", 0) > 0 else 0.0
+        r = self.resources
+        return Resources(cpus=r.cpus, gpus=gpus, memory_gb=r.memory_gb)
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -179,8 +190,14 @@ class SegmentStage(Stage):
             return Drop(*problem)
         image = nib.load(str(self.ctx.work / vol.nifti))
         labels = ts.segment(image, task)
+        device = ts.device or "cpu"
         return self._write(
-            vol, labels, np.asarray(image.affine), totalseg.SEGMENTER, ts.segmenter_version(task)
+            vol,
+            labels,
+            np.asarray(image.affine),
+            totalseg.SEGMENTER,
+            ts.segmenter_version(task),
+            device=gpu_device_name() if device.startswith(("gpu", "cuda")) else "cpu",
         )
 
     def finalize(self) -> None:
@@ -217,6 +234,7 @@ class SegmentStage(Stage):
         affine: np.ndarray,
         segmenter: str,
         version: str,
+        device: str = "cpu",
     ) -> SegmentRecord:
         target = self.out_dir / "blobs" / f"{vol.series_id}.nii.gz"
         write_nifti(target, labels.astype(np.uint8, copy=False), affine)
@@ -228,6 +246,7 @@ class SegmentStage(Stage):
             segmenter_version=version,
             schema_version=schema().version,
             classes=sorted(int(c) for c in present if c != 0),
+            device=device,
         )
 
 

@@ -48,14 +48,11 @@ class ShardsStage(Stage):
         return Path(self.ctx.config.out_dir)
 
     def plan(self) -> list[WorkItem]:
-        inputs = [(item_id, fp) for item_id, fp, _ in self.ctx.upstream("text")]
-        return [
-            WorkItem(
-                id="all",
-                payload={},
-                input_fingerprint=stable_hash([inputs, str(self.target.resolve())]),
-            )
-        ]
+        # the text items' output hashes; never the output folder's path (the shards must not
+        # depend on where they are written: a moved or differently named out_dir is
+        # rewritten because outputs_present finds no shards.json there)
+        inputs = [(item_id, digest) for item_id, digest, _ in self.ctx.upstream("text")]
+        return [WorkItem(id="all", payload={}, input_fingerprint=stable_hash(inputs))]
 
     def outputs_present(self, item: WorkItem) -> bool:
         index = self.target / INDEX

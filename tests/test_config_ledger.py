@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import stat
+
 import pytest
 
 from refrad_builder.engine.config import SecretMissing, load_config, load_secret
-from refrad_builder.engine.ledger import Ledger, item_fingerprint
+from refrad_builder.engine.ledger import Ledger, item_fingerprint, output_hash
 from refrad_builder.engine.runner import select_stages
 from refrad_builder.engine.stage import get_stage
 from refrad_builder.publish.schema_gen import generate
@@ -37,8 +39,13 @@ def test_secret_required_outside_demo(tmp_path, monkeypatch):
     key, origin = load_secret(load_config(None, [f"work_dir={tmp_path}", "demo=true"]))
     assert len(key) >= 32 and origin.startswith("demo")
     assert load_secret(load_config(None, [f"work_dir={tmp_path}", "demo=true"]))[0] == key
+    assert stat.S_IMODE((tmp_path / "demo-secret.key").stat().st_mode) == 0o600
     secret_file = tmp_path / "k"
     secret_file.write_text("x" * 40)
+    secret_file.chmod(0o644)
+    with pytest.raises(SecretMissing, match="chmod 600"):  # group/world-readable: refused
+        load_secret(load_config(None, [f"secret_file={secret_file}"]))
+    secret_file.chmod(0o600)
     assert load_secret(load_config(None, [f"secret_file={secret_file}"]))[0] == b"x" * 40
     monkeypatch.setenv("REFRAD_SECRET", "y" * 40)
     assert load_secret(load_config(None, []))[0] == b"y" * 40
@@ -58,7 +65,9 @@ def test_ledger_outcomes(tmp_path):
         {"TimeoutError": 1},
         1,
     )
-    assert led.current_outputs() == [("a", fp, [{"x": 1}])]
+    # done items carry the hash of their outputs, which downstream fingerprints use
+    assert led.current_outputs() == [("a", output_hash(fp, [{"x": 1}]), [{"x": 1}])]
+    assert output_hash(fp, [{"x": 2}]) != output_hash(fp, [{"x": 1}])
     assert led.is_done("a", fp) and not led.is_done("a", "other") and not led.is_done("c", fp)
     led.mark_ok("c", fp, [])
     assert led.status("s").failed == {}

@@ -62,11 +62,12 @@ def test_stage_contract() -> None:
 def test_plan_reads_ingest_series_ledger(stage: DeidStage, root: Path) -> None:
     rec = _record(stage, root)
     ledger = Ledger(stage.ctx.stage_dir("ingest/series"))
-    ledger.mark_ok(rec.series_id, "fp1", [rec.model_dump(mode="json")])
+    digest = ledger.mark_ok(rec.series_id, "fp1", [rec.model_dump(mode="json")])
     ledger.mark_drop("dropped1", "fp2", "unsupported_modality", "")
     ledger.write_manifest({rec.series_id: "fp1", "dropped1": "fp2"}, "1", "h")
     items = stage.plan()
-    assert [(i.id, i.input_fingerprint) for i in items] == [(rec.series_id, "fp1")]
+    # the upstream item's output hash, not its fingerprint
+    assert [(i.id, i.input_fingerprint) for i in items] == [(rec.series_id, digest)]
     payload = dict(items[0].payload)
     # the driver walked the inputs once: each keyed id found its file again
     assert payload.pop("sources") == [str(p) for p in sorted(root.rglob("CT.*"))]

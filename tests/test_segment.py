@@ -248,7 +248,7 @@ def test_plan_fingerprint_tracks_precomputed_files(tmp_path: Path):
     item = _volume_item(tmp_path, DATA / "example_ct_sm.nii.gz", "ct", "CT")
     ledger = Ledger(tmp_path / "volume")
     ledger.write_manifest({"ct": "fpV"}, "1", "cfg")
-    ledger.mark_ok("ct", "fpV", [item.payload])
+    digest = ledger.mark_ok("ct", "fpV", [item.payload])
     folder = tmp_path / "pre"
     folder.mkdir()
     stage = SegmentStage(_ctx(tmp_path, precomputed=[folder]))
@@ -258,4 +258,4 @@ def test_plan_fingerprint_tracks_precomputed_files(tmp_path: Path):
     second = stage.plan()
     assert second[0].input_fingerprint != first[0].input_fingerprint
     classical_only = SegmentStage(_ctx(tmp_path, backend="classical"))
-    assert classical_only.plan()[0].input_fingerprint == "fpV"
+    assert classical_only.plan()[0].input_fingerprint == digest  # the volume's output hash

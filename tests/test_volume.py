@@ -375,9 +375,9 @@ def test_plan_reads_deid_ledger(tmp_path: Path):
     item = _series_item(tmp_path, files, "sid1")
     ledger = Ledger(tmp_path / "deid")
     ledger.write_manifest({"study1": "fpA"}, "1", "cfg")
-    ledger.mark_ok("study1", "fpA", [item.payload])
+    digest = ledger.mark_ok("study1", "fpA", [item.payload])
     planned = _stage(tmp_path).plan()
-    assert [(w.id, w.input_fingerprint) for w in planned] == [("sid1", "fpA")]
+    assert [(w.id, w.input_fingerprint) for w in planned] == [("sid1", digest)]
     assert planned[0].payload["files"] == item.payload["files"]
 
 

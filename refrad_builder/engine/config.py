@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -107,7 +108,11 @@ class SegmentConfig(_Section):
         description="TOTALSEG_HOME_DIR (config.json, statistics off); "
         "default <work>/segment/totalseg_home",
     )
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | None = Field(
+        default=None,
+        description="GPUs each segment actor asks Ray for; default: 1 with the "
+        "totalsegmentator backend when the cluster has GPUs, else 0",
+    )
 
 
 class WindowConfig(_Section):
@@ -194,6 +199,18 @@ class ExecConfig(_Section):
     executor: Literal["ray", "local"] = "ray"
     num_cpus: int | None = None
     batch_size: int = 4
+    max_item_retries: int = Field(
+        default=2,
+        ge=0,
+        description="times an item whose worker died (crash, out of memory) is run again, alone, "
+        "before it is recorded as failed (worker_died)",
+    )
+    lock_stale_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a run lock held from another host counts as stale when its heartbeat is "
+        "older than this many seconds",
+    )
 
 
 class RunConfig(_Section):
@@ -232,29 +249,112 @@ class SecretMissing(RuntimeError):
     """No key for UID/date hashing outside demo mode."""
 
 
-def load_secret(cfg: RunConfig) -> tuple[bytes, str]:
-    """Return (key, where it came from). The key never appears in any output."""
+def read_secret_file(path: Path) -> bytes:
+    """The key in ``path``: the file must be private to its owner (mode 0600 or stricter)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SecretMissing(
+            f"secret file {path} not found (on a cluster it must exist on every node)"
+        ) from None
+    if mode & 0o077:
+        raise SecretMissing(
+            f"secret file {path} is readable by group or others (mode {mode & 0o777:o}); "
+            f"run: chmod 600 {path}"
+        )
+    data = path.read_bytes().strip()
+    if len(data) < 16:
+        raise SecretMissing(f"secret file {path} holds fewer than 16 bytes")
+    return data
+
+
+def secret_source(cfg: RunConfig) -> tuple[str, Path | None]:
+    """Where the key comes from: ("env", None), ("file", path) or ("demo", path)."""
     if os.environ.get(SECRET_ENV):
-        return os.environ[SECRET_ENV].encode(), f"env {SECRET_ENV}"
+        return "env", None
     path = cfg.secret_file or (
         Path(os.environ[SECRET_FILE_ENV]) if os.environ.get(SECRET_FILE_ENV) else None
     )
     if path is not None:
-        data = Path(path).read_bytes().strip()
-        if len(data) < 16:
-            raise SecretMissing(f"secret file {path} holds fewer than 16 bytes")
-        return data, f"file {path}"
+        return "file", Path(path)
     if cfg.demo:
-        demo_file = Path(cfg.work_dir) / "demo-secret.key"
-        if not demo_file.exists():
-            demo_file.parent.mkdir(parents=True, exist_ok=True)
-            demo_file.write_text(secrets.token_hex(32))
-            demo_file.chmod(0o600)
-        return demo_file.read_bytes().strip(), f"demo key generated at {demo_file}"
+        return "demo", Path(cfg.work_dir) / "demo-secret.key"
+    return "none", None
+
+
+def load_secret(cfg: RunConfig) -> tuple[bytes, str]:
+    """Return (key, where it came from). The key never appears in any output, task argument
+    or object: every process (driver or worker) reads it from the environment it was started
+    with or from the secret file."""
+    kind, path = secret_source(cfg)
+    if kind == "env":
+        return os.environ[SECRET_ENV].encode(), f"env {SECRET_ENV}"
+    if kind == "file":
+        return read_secret_file(path), f"file {path}"
+    if kind == "demo":
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return read_secret_file(path), f"demo key generated at {path}"
     raise SecretMissing(
         "no secret for UID/date keys: set REFRAD_SECRET, REFRAD_SECRET_FILE or secret_file "
         "in the config (demo mode generates one)"
     )
+
+
+def key_check(key: bytes) -> str:
+    """A one-way tag of the key: workers compare theirs with the driver's without the key
+    itself ever travelling."""
+    return hashlib.sha256(b"refrad-key-check|" + key).hexdigest()[:16]
+
+
+class RelativePathOnCluster(ValueError):
+    """A relative path in a run that spans several nodes (each would resolve it itself)."""
+
+
+# Paths every worker reads or writes: absolute on the driver before anything is dispatched.
+RUN_PATHS = ("work_dir", "out_dir", "secret_file")
+SECTION_PATHS = {
+    "inputs": ("dicom", "reports"),
+    "segment": ("precomputed", "totalseg_weights", "totalseg_home"),
+    "deid": ("mapping_table",),
+}
+
+
+def is_uri(path: object) -> bool:
+    """``scheme://...`` (kept as given; a Path field shows it as ``scheme:/...``)."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(path)) is not None
+
+
+def resolve_paths(cfg: RunConfig, multi_node: bool = False) -> RunConfig:
+    """The config with every folder/file path absolute (URIs kept). On a multi-node run a
+    relative path is refused: each node would resolve it against its own working directory."""
+
+    def fix(value: Any, name: str) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return [fix(v, name) for v in value]
+        if is_uri(value) or Path(value).is_absolute():
+            return value
+        if multi_node:
+            raise RelativePathOnCluster(
+                f"{name}={value} is a relative path, and this run spans several Ray nodes: "
+                "each node would resolve it against its own working directory. Give an "
+                "absolute path (or URI) on storage every node reaches."
+            )
+        return Path(os.path.abspath(os.path.expanduser(str(value))))
+
+    update: dict[str, Any] = {n: fix(getattr(cfg, n), n) for n in RUN_PATHS}
+    for section, names in SECTION_PATHS.items():
+        sec = getattr(cfg, section)
+        update[section] = sec.model_copy(
+            update={n: fix(getattr(sec, n), f"{section}.{n}") for n in names}
+        )
+    return cfg.model_copy(update=update)
 
 
 def _coerce(value: str) -> Any:

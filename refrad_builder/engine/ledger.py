@@ -3,6 +3,10 @@
 An item is done when ``ledger/<id>.json`` exists and its fingerprint equals the one the
 planner computes now (input fingerprint + stage version + config hash). Errors are kept in
 ``errors/<id>.json`` and do not mark the item done, so the next run retries it.
+
+A done item also records an *output hash* (its fingerprint and its records): downstream
+stages fingerprint their inputs with it, so a forced rerun that changes an item's output
+reruns what consumes it, and one that reproduces the same output reruns nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ from typing import Any
 
 from refrad_builder.engine.config import stable_hash
 from refrad_builder.engine.io import atomic_write_json, read_json
+
+
+def output_hash(fingerprint: str, records: list[dict[str, Any]]) -> str:
+    """The content hash of a done item's outputs (what downstream fingerprints use)."""
+    return stable_hash([fingerprint, records])
 
 
 def item_fingerprint(stage: str, version: str, config_hash: str, input_fp: str) -> str:
@@ -68,12 +77,21 @@ class Ledger:
         entry = self.entry(item_id)
         return entry is not None and entry.get("fingerprint") == fingerprint
 
-    def mark_ok(self, item_id: str, fingerprint: str, records: list[dict[str, Any]]) -> None:
+    def mark_ok(self, item_id: str, fingerprint: str, records: list[dict[str, Any]]) -> str:
+        """Record a done item; returns its output hash."""
         self._error_path(item_id).unlink(missing_ok=True)
+        out_hash = output_hash(fingerprint, records)
         atomic_write_json(
             self._entry_path(item_id),
-            {"id": item_id, "fingerprint": fingerprint, "outcome": "ok", "records": records},
+            {
+                "id": item_id,
+                "fingerprint": fingerprint,
+                "outcome": "ok",
+                "output_hash": out_hash,
+                "records": records,
+            },
         )
+        return out_hash
 
     def mark_drop(self, item_id: str, fingerprint: str, reason: str, detail: str) -> None:
         self._error_path(item_id).unlink(missing_ok=True)
@@ -106,11 +124,13 @@ class Ledger:
         return read_json(path)["items"] if path.exists() else {}
 
     def current_outputs(self) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(item id, output hash, records) of the current, done, ok items."""
         out = []
         for item_id, fp in sorted(self.manifest().items()):
             entry = self.entry(item_id)
             if entry and entry["fingerprint"] == fp and entry["outcome"] == "ok":
-                out.append((item_id, fp, entry["records"]))
+                digest = entry.get("output_hash") or output_hash(fp, entry["records"])
+                out.append((item_id, digest, entry["records"]))
         return out
 
     def current_drops(self) -> list[dict[str, Any]]:

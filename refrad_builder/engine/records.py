@@ -179,6 +179,9 @@ class SegmentRecord(Record):
     segmenter_version: str
     schema_version: str
     classes: list[int]
+    device: str = Field(
+        default="cpu", description="where the labels were computed: cpu or cuda:<gpu id>"
+    )
 
 
 class Window(Record):

@@ -8,19 +8,31 @@ any point resumes where it stopped.
 
 from __future__ import annotations
 
+import collections
+import importlib
 import json
 import logging
+import math
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refrad_builder.engine.config import RunConfig, dump_config, load_secret
+from refrad_builder.engine.config import (
+    RunConfig,
+    dump_config,
+    key_check,
+    load_secret,
+    resolve_paths,
+    secret_source,
+)
 from refrad_builder.engine.io import atomic_write_json, atomic_write_text
 from refrad_builder.engine.ledger import Ledger, StageStatus, item_fingerprint
+from refrad_builder.engine.lock import RunLock
 from refrad_builder.engine.records import Record
 from refrad_builder.engine.stage import STAGE_ORDER, Drop, Stage, StageContext, WorkItem, get_stage
 
@@ -96,12 +108,30 @@ def run_item(stage: Stage, item: WorkItem) -> dict[str, str]:
     return result
 
 
-class _Worker:
-    """A Ray Data worker: builds the stage once (setup) and processes batches of items."""
+def stage_ref(cls: type[Stage]) -> str:
+    """``module:qualname`` of a stage class: what workers import (never a pickled object)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
 
-    def __init__(self, stage_name: str, config_json: str, secret: bytes):
+
+def _load_stage(ref: str) -> type[Stage]:
+    module, _, qualname = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+_WORKER_CACHE: dict[tuple[str, str, str], _Worker] = {}
+
+
+class _Worker:
+    """A Ray worker: builds the stage once (setup) and processes batches of items. It gets the
+    stage by reference, the config (which holds no secret) and the key's one-way tag; it reads
+    the key itself, from its environment or the secret file."""
+
+    def __init__(self, ref: str, config_json: str, key_tag: str):
         cfg = RunConfig.model_validate_json(config_json)
-        self.stage = get_stage(stage_name)(StageContext(cfg, _secret=secret))
+        self.stage = _load_stage(ref)(StageContext(cfg, key_tag=key_tag))
         self.stage.setup()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
@@ -113,31 +143,96 @@ class _Worker:
         return out
 
 
-def _process_batch(batch: dict[str, Any], stage_name: str, config_json: str, secret: bytes):
-    return _Worker(stage_name, config_json, secret)(batch)
+def _process_batch(batch: dict[str, Any], ref: str, config_json: str, key_tag: str):
+    """A task's batch; the stage (and its setup) is kept for the next batch in this process."""
+    key = (ref, config_json, key_tag)
+    worker = _WORKER_CACHE.get(key)
+    if worker is None:
+        _WORKER_CACHE.clear()
+        worker = _WORKER_CACHE[key] = _Worker(ref, config_json, key_tag)
+    return worker(batch)
+
+
+def _run_chunk(rows: list[str], ref: str, config_json: str, key_tag: str) -> dict[str, list[str]]:
+    """One isolated chunk of items (a Ray task of its own)."""
+    return _process_batch({"item": rows}, ref, config_json, key_tag)
 
 
 class LocalExecutor:
-    """Runs items in this process (debugging, tests)."""
+    """Runs items in this process (debugging, tests): the same run_items as the Ray workers."""
 
-    def run(self, stage: Stage, items: list[WorkItem], cfg: RunConfig) -> list[dict[str, str]]:
+    multi_node = False
+
+    def run(
+        self,
+        stage: Stage,
+        items: list[WorkItem],
+        cfg: RunConfig,
+        tick: Callable[[int], None] | None = None,
+    ) -> list[dict[str, str]]:
         if not items:
             return []
         stage.setup()
         size = max(1, stage.batch_size())
-        return [
-            r for i in range(0, len(items), size) for r in run_items(stage, items[i : i + size])
-        ]
+        out = []
+        for i in range(0, len(items), size):
+            out += run_items(stage, items[i : i + size])
+            if tick:
+                tick(len(items[i : i + size]))
+        return out
+
+
+def block_count(n_items: int, batch: int, slots: int) -> int:
+    """Blocks sized by items and cluster size: about four blocks per worker slot, and no
+    block smaller than one batch (no fixed cap: a large stage on a large cluster gets many)."""
+    per_block = max(batch, math.ceil(n_items / (4 * max(1, slots))))
+    return max(1, math.ceil(n_items / per_block))
+
+
+QUIET_LOGGERS = ("ray", "ray.data", "ray.data._internal.execution.streaming_executor")
+# says "progress bars disabled" on every dataset of a default run: our ticker replaces them
+NOTICE_LOGGERS = ("ray.data._internal.progress",)
+
+
+WORKER_DEATHS = ("worker_died", "out_of_memory")
+
+
+def _worker_death_reason(exc: BaseException) -> str:
+    """The ledger reason for an item whose worker did not come back."""
+    from ray import exceptions as rex
+
+    if isinstance(exc, rex.OutOfMemoryError):
+        return "out_of_memory"
+    if isinstance(exc, rex.WorkerCrashedError | rex.ActorDiedError | rex.NodeDiedError):
+        return "worker_died"
+    if isinstance(exc, rex.RayTaskError) and isinstance(exc.cause, BaseException):
+        return _worker_death_reason(exc.cause)
+    return "worker_died" if isinstance(exc, rex.RayError) else type(exc).__name__
 
 
 class RayExecutor:
-    """Runs items on Ray Data: CPU stages as tasks, GPU-capable stages as actor pools."""
+    """Runs items on Ray Data: CPU stages as tasks, GPU-capable stages as actor pools.
 
-    def __init__(self, cfg: RunConfig):
+    Ray Data retries nothing (a failed block fails the stage's dataset): the items that were
+    not recorded then run again as independent Ray tasks, a chunk at a time; a chunk whose
+    worker dies is split into single items, and an item whose worker dies more than
+    ``execution.max_item_retries`` times is recorded as failed (``worker_died``), so one bad
+    item never stops the rest.
+    """
+
+    def __init__(self, cfg: RunConfig, verbose: bool = False):
         import ray
 
+        self.verbose = verbose
+        if not verbose:
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": verbose,
+                "logging_level": logging.INFO if verbose else logging.WARNING,
+            }
             if os.environ.get("RAY_ADDRESS"):
                 ray.init(address=os.environ["RAY_ADDRESS"], **kwargs)
             else:
@@ -148,38 +243,198 @@ class RayExecutor:
         from ray.data import DataContext
 
         ctx = DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
+        ctx.enable_progress_bars = verbose
+        ctx.print_on_execution_start = verbose
+        if hasattr(ctx, "enable_operator_progress_bars"):
+            ctx.enable_operator_progress_bars = verbose
+        ctx.max_errored_blocks = 0
+        if not verbose:
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+            for name in NOTICE_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        self.multi_node = bool(os.environ.get("RAY_ADDRESS")) or len(alive) > 1
+        self._max_node_memory = max(
+            (n.get("Resources", {}).get("memory", 0.0) for n in alive), default=0.0
+        )
+        self._warned: set[str] = set()
 
-    def run(self, stage: Stage, items: list[WorkItem], cfg: RunConfig) -> list[dict[str, str]]:
-        if not items:
-            return []
+    # --- resources ----------------------------------------------------------------------
+
+    def ray_resources(self, stage: Stage) -> dict[str, Any]:
+        """num_cpus, num_gpus and memory (bytes) of one worker of ``stage``, as Ray gets them.
+        A memory request larger than any node's is lowered to the largest node's (with a
+        warning): unlowered, Ray would wait forever for a node that does not exist."""
+        import ray
+
+        res = stage.worker_resources(ray.cluster_resources())
+        memory = int(res.memory_gb * 2**30)
+        if self._max_node_memory and memory > self._max_node_memory:
+            if stage.name not in self._warned:
+                self._warned.add(stage.name)
+                log.warning(
+                    "%s asks %.1f GB per worker; the largest node offers %.1f GB: using that",
+                    stage.name,
+                    res.memory_gb,
+                    self._max_node_memory / 2**30,
+                )
+            memory = int(self._max_node_memory)
+        return {"num_cpus": res.cpus, "num_gpus": res.gpus, "memory": memory}
+
+    def _slots(self, res: dict[str, Any]) -> int:
+        """How many workers of this size the cluster holds at once."""
+        import ray
+
+        total = ray.cluster_resources()
+        slots = [int(total.get("CPU", 1) // res["num_cpus"])] if res["num_cpus"] else []
+        if res["num_gpus"]:
+            slots.append(int(total.get("GPU", 0) // res["num_gpus"]))
+        return max(1, min(slots) if slots else int(total.get("CPU", 1)))
+
+    def task_args(self, stage: Stage, cfg: RunConfig) -> tuple[str, str, str]:
+        """What every worker of ``stage`` gets: stage reference, config JSON, key tag."""
+        return (stage_ref(type(stage)), cfg.model_dump_json(), key_check(stage.ctx.secret))
+
+    # --- running ------------------------------------------------------------------------
+
+    def _dataset(self, stage: Stage, items: list[WorkItem], cfg: RunConfig):
         import ray
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-        res = stage.resources
+        res = self.ray_resources(stage)
+        slots = self._slots(res)
+        batch = max(1, stage.batch_size())
         rows = [{"item": json.dumps(asdict(it))} for it in items]
-        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 64))
-        args = (stage.name, cfg.model_dump_json(), stage.ctx.secret)
-        n_cpu = int(ray.available_resources().get("CPU", 1)) or 1
-        common = {"batch_size": max(1, stage.batch_size()), "num_cpus": res.cpus}
-        if stage.actor_pool:
-            gpus = getattr(stage.cfg, "gpus_per_worker", 0.0) or res.gpus
-            ds = ds.map_batches(
-                _Worker,
-                fn_constructor_args=args,
-                compute=ActorPoolStrategy(min_size=1, max_size=max(1, n_cpu)),
-                num_gpus=gpus,
-                **common,
-            )
-        else:
-            ds = ds.map_batches(
+        ds = ray.data.from_items(rows, override_num_blocks=block_count(len(rows), batch, slots))
+        args = self.task_args(stage, cfg)
+        common = {"batch_size": batch, **res}
+        # Retries off (Ray Data's defaults retry a block, and restart an actor, forever): the
+        # retry options go through map_batches' ray_remote_args, the only way Ray 2.60 takes
+        # them (it warns they will move; nothing replaces them yet).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            if stage.actor_pool:
+                return ds.map_batches(
+                    _Worker,
+                    fn_constructor_args=args,
+                    compute=ActorPoolStrategy(min_size=1, max_size=slots),
+                    max_restarts=0,
+                    max_task_retries=0,
+                    **common,
+                )
+            return ds.map_batches(
                 _process_batch,
-                fn_kwargs=dict(zip(("stage_name", "config_json", "secret"), args, strict=True)),
+                fn_args=args,
                 compute=TaskPoolStrategy(),
+                max_retries=0,
+                retry_exceptions=False,
                 **common,
             )
-        return list(ds.take_all())
+
+    def run(
+        self,
+        stage: Stage,
+        items: list[WorkItem],
+        cfg: RunConfig,
+        tick: Callable[[int], None] | None = None,
+    ) -> list[dict[str, str]]:
+        if not items:
+            return []
+        results: dict[str, dict[str, str]] = {}
+        try:
+            for batch in self._dataset(stage, items, cfg).iter_batches(
+                batch_size=None, batch_format="numpy"
+            ):
+                for i, item_id in enumerate(batch["id"]):
+                    results[str(item_id)] = {
+                        k: str(batch[k][i]) for k in ("id", "outcome", "reason")
+                    }
+                if tick:
+                    tick(len(batch["id"]))
+        except Exception as exc:  # a worker died, or Ray gave up on a block: isolate
+            ledger = Ledger(stage.out_dir)
+            rest = [
+                it
+                for it in items
+                if it.id not in results and not ledger.is_done(it.id, it.fingerprint)
+            ]
+            if tick:
+                tick(len(items) - len(results) - len(rest))
+            log.warning(
+                "%s: a worker failed (%s); running the %d unfinished item(s) in isolation",
+                stage.name,
+                _worker_death_reason(exc),
+                len(rest),
+            )
+            results.update(self._isolate(stage, rest, cfg, tick))
+        return list(results.values())
+
+    def _isolate(
+        self,
+        stage: Stage,
+        items: list[WorkItem],
+        cfg: RunConfig,
+        tick: Callable[[int], None] | None,
+    ) -> dict[str, dict[str, str]]:
+        """Run ``items`` as independent tasks; split a chunk whose worker dies into single
+        items; record an item that keeps killing its worker as failed."""
+        import ray
+
+        res = self.ray_resources(stage)
+        remote = ray.remote(_run_chunk).options(max_retries=0, retry_exceptions=False, **res)
+        args = self.task_args(stage, cfg)
+        size = max(1, stage.batch_size())
+        queue = collections.deque(items[i : i + size] for i in range(0, len(items), size))
+        deaths: collections.Counter[str] = collections.Counter()
+        ledger = Ledger(stage.out_dir)
+        results: dict[str, dict[str, str]] = {}
+        inflight: dict[Any, list[WorkItem]] = {}
+        limit = self._slots(res)
+        while queue or inflight:
+            while queue and len(inflight) < limit:
+                chunk = queue.popleft()
+                rows = [json.dumps(asdict(it)) for it in chunk]
+                inflight[remote.remote(rows, *args)] = chunk
+            [ref], _ = ray.wait(list(inflight), num_returns=1)
+            chunk = inflight.pop(ref)
+            try:
+                out = ray.get(ref)
+            except Exception as exc:
+                left = [it for it in chunk if not ledger.is_done(it.id, it.fingerprint)]
+                for it in chunk:
+                    if it not in left:  # done before its worker died
+                        results[it.id] = {"id": it.id, "outcome": "ok", "reason": ""}
+                if tick and len(left) < len(chunk):
+                    tick(len(chunk) - len(left))
+                reason = _worker_death_reason(exc)
+                died = reason in WORKER_DEATHS
+                if died and len(left) > 1:  # which item killed it? run them one by one
+                    queue.extend([it] for it in left)
+                    continue
+                for it in left:
+                    deaths[it.id] += 1
+                    if died and deaths[it.id] <= cfg.execution.max_item_retries:
+                        queue.append([it])
+                        continue
+                    # out of retries, or an error no retry mends (e.g. a worker that cannot
+                    # read the secret): recorded as failed, retried by the next run
+                    ledger.mark_error(it.id, it.fingerprint, reason, "")
+                    results[it.id] = {"id": it.id, "outcome": "error", "reason": reason}
+                    log.warning(
+                        "%s: item %s failed: %s",
+                        stage.name,
+                        it.id,
+                        f"its worker died {deaths[it.id]} times ({reason})" if died else reason,
+                    )
+                    if tick:
+                        tick(1)
+                continue
+            for i, item_id in enumerate(out["id"]):
+                results[item_id] = {k: out[k][i] for k in ("id", "outcome", "reason")}
+            if tick:
+                tick(len(out["id"]))
+        return results
 
     def close(self) -> None:
         import ray
@@ -205,52 +460,92 @@ def run_pipeline(
     force: Iterable[str] = (),
     executor: Any | None = None,
     progress: Callable[[str], None] = print,
+    ticker: Any | None = None,
+    verbose: bool = False,
+    stage_classes: dict[str, type[Stage]] | None = None,
 ) -> list[StageRun]:
-    """Run the selected stages (default: all) and return what each did."""
-    secret, origin = load_secret(cfg)
-    if cfg.demo and origin.startswith("demo"):
-        progress("demo mode: using a generated secret key (never use demo mode for real data)")
-    work = Path(cfg.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(work / "run" / "config.yaml", dump_config(cfg))
-    ctx = StageContext(cfg, _secret=secret)
+    """Run the selected stages (default: all) and return what each did.
+
+    ``ticker`` (a :class:`~refrad_builder.engine.progress.Ticker`) shows live per-stage
+    progress; ``stage_classes`` replaces the class of a stage by name (tests, plug-ins)."""
     selected = list(stages) if stages is not None else list(STAGE_ORDER)
     force = set(force)
     own_executor = executor is None
     if executor is None:
-        executor = RayExecutor(cfg) if cfg.execution.executor == "ray" else LocalExecutor()
-    runs = []
+        if cfg.execution.executor == "ray":
+            # refuse relative paths on a cluster before connecting to it
+            resolve_paths(cfg, multi_node=bool(os.environ.get("RAY_ADDRESS")))
+            executor = RayExecutor(cfg, verbose=verbose)
+        else:
+            executor = LocalExecutor()
+    runs: list[StageRun] = []
     try:
-        for name in STAGE_ORDER:
-            if name not in selected:
-                continue
-            t0 = time.perf_counter()
-            stage = get_stage(name)(ctx)
-            items = stage.plan()
-            chash = stage.config_hash()
-            for it in items:
-                it.fingerprint = item_fingerprint(name, stage.version, chash, it.input_fingerprint)
-            ledger = Ledger(stage.out_dir)
-            ledger.write_manifest({it.id: it.fingerprint for it in items}, stage.version, chash)
-            pending = [
-                it
-                for it in items
-                if name in force
-                or not ledger.is_done(it.id, it.fingerprint)
-                or not stage.outputs_present(it)
-            ]
-            executor.run(stage, pending, cfg)
-            stage.finalize()
-            status = ledger.status(name)
-            runs.append(
-                StageRun(name, len(items), len(pending), time.perf_counter() - t0, status.as_dict())
-            )
-            progress(_status_line(status, len(pending), time.perf_counter() - t0))
+        # Absolute on the driver before anything is dispatched; refused when relative on a
+        # cluster (each node would resolve it against its own working directory).
+        cfg = resolve_paths(cfg, multi_node=getattr(executor, "multi_node", False))
+        work = Path(cfg.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        with RunLock(work, stale_s=cfg.execution.lock_stale_s):
+            secret, origin = load_secret(cfg)
+            if cfg.demo and origin.startswith("demo"):
+                progress(
+                    "demo mode: using a generated secret key (never use demo mode for real data)"
+                )
+            kind, path = secret_source(cfg)
+            if kind == "file":  # workers read the same file: its path, never the key, travels
+                cfg = cfg.model_copy(update={"secret_file": path})
+            atomic_write_text(work / "run" / "config.yaml", dump_config(cfg))
+            ctx = StageContext(cfg, _secret=secret, key_tag=key_check(secret))
+            for name in STAGE_ORDER:
+                if name not in selected:
+                    continue
+                runs.append(
+                    _run_stage(
+                        name, ctx, cfg, name in force, executor, progress, ticker, stage_classes
+                    )
+                )
+            atomic_write_json(work / "run" / "last_run.json", [asdict(r) for r in runs])
     finally:
         if own_executor and hasattr(executor, "close"):
             executor.close()
-    atomic_write_json(work / "run" / "last_run.json", [asdict(r) for r in runs])
     return runs
+
+
+def _run_stage(
+    name: str,
+    ctx: StageContext,
+    cfg: RunConfig,
+    forced: bool,
+    executor: Any,
+    progress: Callable[[str], None],
+    ticker: Any | None,
+    stage_classes: dict[str, type[Stage]] | None,
+) -> StageRun:
+    t0 = time.perf_counter()
+    cls = (stage_classes or {}).get(name) or get_stage(name)
+    stage = cls(ctx)
+    items = stage.plan()
+    chash = stage.config_hash()
+    for it in items:
+        it.fingerprint = item_fingerprint(name, stage.version, chash, it.input_fingerprint)
+    ledger = Ledger(stage.out_dir)
+    ledger.write_manifest({it.id: it.fingerprint for it in items}, stage.version, chash)
+    pending = [
+        it
+        for it in items
+        if forced or not ledger.is_done(it.id, it.fingerprint) or not stage.outputs_present(it)
+    ]
+    tick = ticker.start(name, len(pending)) if ticker is not None and pending else None
+    try:
+        executor.run(stage, pending, cfg, tick=tick)
+    finally:
+        if ticker is not None and pending:
+            ticker.finish()
+    stage.finalize()
+    status = ledger.status(name)
+    seconds = time.perf_counter() - t0
+    progress(_status_line(status, len(pending), seconds))
+    return StageRun(name, len(items), len(pending), seconds, status.as_dict())
 
 
 def _status_line(st: StageStatus, processed: int, seconds: float) -> str:

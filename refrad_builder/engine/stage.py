@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from refrad_builder.engine.config import RunConfig, load_secret
+from refrad_builder.engine.config import RunConfig, key_check, load_secret
 from refrad_builder.engine.records import Record
 
 STAGE_ORDER = [
@@ -25,6 +25,10 @@ STAGE_ORDER = [
     "text",
     "shards",
 ]
+
+
+class SecretMismatch(RuntimeError):
+    """A worker's key differs from the driver's."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class StageContext:
 
     config: RunConfig
     _secret: bytes | None = field(default=None, repr=False)
+    # the driver's key tag (config.key_check): a worker that reads another key fails loudly
+    key_tag: str | None = None
 
     @property
     def work(self) -> Path:
@@ -68,14 +74,23 @@ class StageContext:
     @property
     def secret(self) -> bytes:
         if self._secret is None:
-            self._secret, _ = load_secret(self.config)
+            key, origin = load_secret(self.config)
+            if self.key_tag is not None and key_check(key) != self.key_tag:
+                raise SecretMismatch(
+                    f"this worker read a different secret ({origin}) than the driver: start "
+                    "every node with the same REFRAD_SECRET, or put the secret file at the "
+                    "same absolute path on every node"
+                )
+            self._secret = key
         return self._secret
 
     def stage_dir(self, name: str) -> Path:
         return self.work / name
 
     def upstream(self, name: str) -> list[tuple[str, str, list[dict[str, Any]]]]:
-        """(item id, fingerprint, records) of the current, done, ok items of stage ``name``."""
+        """(item id, output hash, records) of the current, done, ok items of stage ``name``.
+        Fingerprint downstream items with the output hash: it changes exactly when the
+        upstream item's outputs do."""
         from refrad_builder.engine.ledger import Ledger
 
         return Ledger(self.stage_dir(name)).current_outputs()
@@ -136,6 +151,11 @@ class Stage:
             except Exception as exc:  # transient by contract: only this item fails
                 out.append(exc)
         return out
+
+    def worker_resources(self, cluster: dict[str, float]) -> Resources:
+        """What one worker asks Ray for, given the cluster's total resources (``CPU``,
+        ``GPU``, ...). The default is the class's :attr:`resources`."""
+        return self.resources
 
     def batch_size(self) -> int:
         """Items per batch handed to one worker call."""
