@@ -72,7 +72,8 @@ class SegmentStage(Stage):
             wants_gpu = self.cfg.backend == "totalsegmentator"
             gpus = 1.0 if wants_gpu and cluster.get("GPU", 0) > 0 else 0.0
         r = self.resources
-        return Resources(cpus=r.cpus, gpus=gpus, memory_gb=r.memory_gb)
+        custom = tuple(sorted(self.cfg.ray_resources.items()))
+        return Resources(cpus=r.cpus, gpus=gpus, memory_gb=r.memory_gb, custom=custom)
 
     def __init__(self, ctx):
         super().__init__(ctx)

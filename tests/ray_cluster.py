@@ -103,15 +103,26 @@ class LoopbackCluster:
             head += [f"--dashboard-port={self.dashboard_port}"]
         else:
             head += ["--include-dashboard=false"]
-        self._start("head", head)
-        self.wait_nodes(1, timeout)
-        for name, opts in self.workers.items():
+        self._start_node("head", head, 1, timeout)
+        for i, (name, opts) in enumerate(self.workers.items(), start=2):
             args = [f"--address={self.address}", f"--num-cpus={opts.get('num_cpus', 1)}"]
             if opts.get("resources"):
                 args.append(f"--resources={json.dumps(opts['resources'])}")
-            self._start(name, args)
-        self.wait_nodes(1 + len(self.workers), timeout)
+            self._start_node(name, args, i, timeout)
         return self
+
+    def _start_node(self, name: str, args: list[str], expect: int, timeout: float) -> None:
+        """Start one node and wait until ``expect`` nodes are alive. A node gives up when it
+        has not registered within Ray's fixed 30 s (a busy machine): one more try."""
+        for attempt in (1, 2):
+            self._start(name, args)
+            try:
+                self.wait_nodes(expect, timeout)
+                return
+            except RuntimeError:
+                self.nodes = [n for n in self.nodes if n.name != name]
+                if attempt == 2:
+                    raise
 
     def alive_nodes(self) -> list[dict]:
         """Alive nodes as Ray reports them (asked from a separate driver process)."""

@@ -113,6 +113,11 @@ class SegmentConfig(_Section):
         description="GPUs each segment actor asks Ray for; default: 1 with the "
         "totalsegmentator backend when the cluster has GPUs, else 0",
     )
+    ray_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each segment actor asks for, to place it on the "
+        "nodes that advertise them (ray start --resources), e.g. {accel: 1}",
+    )
 
 
 class WindowConfig(_Section):

@@ -1,4 +1,4 @@
-"""Which device a worker computes on, for provenance (``cuda:<n>`` or ``cpu``)."""
+"""Where a worker computes, for provenance: its device (``cuda:<n>`` or ``cpu``) and its Ray node."""
 
 from __future__ import annotations
 
@@ -19,3 +19,15 @@ def gpu_device_name() -> str:
         pass
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     return f"cuda:{visible}" if visible else "cuda:0"
+
+
+def ray_node_id() -> str | None:
+    """The Ray node id of this worker; None outside Ray (the in-process executor)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # provenance must never fail a worker
+        pass
+    return None

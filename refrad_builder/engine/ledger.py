@@ -77,20 +77,28 @@ class Ledger:
         entry = self.entry(item_id)
         return entry is not None and entry.get("fingerprint") == fingerprint
 
-    def mark_ok(self, item_id: str, fingerprint: str, records: list[dict[str, Any]]) -> str:
-        """Record a done item; returns its output hash."""
+    def mark_ok(
+        self,
+        item_id: str,
+        fingerprint: str,
+        records: list[dict[str, Any]],
+        worker: dict[str, str] | None = None,
+    ) -> str:
+        """Record a done item; returns its output hash. ``worker`` says where it ran (the
+        Ray node); it is kept beside the records, outside the output hash, so where an item
+        ran never changes what depends on it."""
         self._error_path(item_id).unlink(missing_ok=True)
         out_hash = output_hash(fingerprint, records)
-        atomic_write_json(
-            self._entry_path(item_id),
-            {
-                "id": item_id,
-                "fingerprint": fingerprint,
-                "outcome": "ok",
-                "output_hash": out_hash,
-                "records": records,
-            },
-        )
+        entry = {
+            "id": item_id,
+            "fingerprint": fingerprint,
+            "outcome": "ok",
+            "output_hash": out_hash,
+            "records": records,
+        }
+        if worker:
+            entry["worker"] = worker
+        atomic_write_json(self._entry_path(item_id), entry)
         return out_hash
 
     def mark_drop(self, item_id: str, fingerprint: str, reason: str, detail: str) -> None:

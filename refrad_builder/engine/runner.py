@@ -30,6 +30,7 @@ from refrad_builder.engine.config import (
     resolve_paths,
     secret_source,
 )
+from refrad_builder.engine.device import ray_node_id
 from refrad_builder.engine.io import atomic_write_json, atomic_write_text
 from refrad_builder.engine.ledger import Ledger, StageStatus, item_fingerprint
 from refrad_builder.engine.lock import RunLock
@@ -85,8 +86,12 @@ def record_outcome(stage: Stage, item: WorkItem, out: object) -> dict[str, str]:
         ledger.mark_drop(item.id, item.fingerprint, out.reason, out.detail)
         return {"id": item.id, "outcome": "drop", "reason": out.reason}
     records = [out] if isinstance(out, Record) else list(out)
+    node = ray_node_id()
     ledger.mark_ok(
-        item.id, item.fingerprint, [r.model_dump(mode="json", by_alias=True) for r in records]
+        item.id,
+        item.fingerprint,
+        [r.model_dump(mode="json", by_alias=True) for r in records],
+        worker={"node": node} if node else None,
     )
     return {"id": item.id, "outcome": "ok", "reason": ""}
 
@@ -280,7 +285,10 @@ class RayExecutor:
                     self._max_node_memory / 2**30,
                 )
             memory = int(self._max_node_memory)
-        return {"num_cpus": res.cpus, "num_gpus": res.gpus, "memory": memory}
+        out: dict[str, Any] = {"num_cpus": res.cpus, "num_gpus": res.gpus, "memory": memory}
+        if res.custom:
+            out["resources"] = dict(res.custom)
+        return out
 
     def _slots(self, res: dict[str, Any]) -> int:
         """How many workers of this size the cluster holds at once."""
@@ -290,6 +298,9 @@ class RayExecutor:
         slots = [int(total.get("CPU", 1) // res["num_cpus"])] if res["num_cpus"] else []
         if res["num_gpus"]:
             slots.append(int(total.get("GPU", 0) // res["num_gpus"]))
+        for name, amount in res.get("resources", {}).items():
+            if amount:
+                slots.append(int(total.get(name, 0) // amount))
         return max(1, min(slots) if slots else int(total.get("CPU", 1)))
 
     def task_args(self, stage: Stage, cfg: RunConfig) -> tuple[str, str, str]:

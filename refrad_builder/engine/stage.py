@@ -46,6 +46,9 @@ class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
     memory_gb: float = 1.0
+    # Custom Ray resources per worker (node labels such as {"accel": 1}): they place workers
+    # on the nodes that advertise them.
+    custom: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
