@@ -7,12 +7,12 @@ import shutil
 
 import polars as pl
 import pytest
-from refrad_builder.stages.text import TextStage
 
 from refrad_builder.demo import make_demo
 from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.stages.text import TextStage
 
 DOWNSTREAM = ("deid", "report", "volume", "segment", "slices", "text")
 
