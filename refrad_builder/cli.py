@@ -68,6 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         ticker=Ticker(sys.stderr),
         verbose=bool(getattr(args, "verbose", False)),
     )
+    from refrad_builder.engine.runner import stage_status
+    from refrad_builder.engine.status_report import failure_summary
+
+    summary = failure_summary([s.as_dict() for s in stage_status(cfg)])
+    if summary:
+        print(summary, file=sys.stderr)
     if "shards" in stages and not args.no_validate:
         report = validate_dir(Path(cfg.out_dir), languages=tuple(cfg.text.languages))
         print(report.summary())
@@ -77,24 +83,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from refrad_builder.engine.runner import stage_status
+    from refrad_builder.engine.status_report import failures, render
 
     statuses = [s.as_dict() for s in stage_status(_config(args))]
-    if args.json:
-        print(json.dumps(statuses, indent=2))
-        return 0
-    print(
-        f"{'stage':16s} {'planned':>7s} {'done':>6s} {'dropped':>8s} {'failed':>7s} {'pending':>8s}"
-    )
-    for s in statuses:
-        print(
-            f"{s['stage']:16s} {s['planned']:7d} {s['done']:6d} {sum(s['dropped'].values()):8d} "
-            f"{sum(s['failed'].values()):7d} {s['pending']:8d}"
-        )
-        for reason, n in s["dropped"].items():
-            print(f"{'':18s}dropped {reason}: {n}")
-        for reason, n in s["failed"].items():
-            print(f"{'':18s}failed {reason}: {n}")
-    return 0
+    print(json.dumps(statuses, indent=2) if args.json else render(statuses))
+    return 1 if failures(statuses) else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -8,10 +8,10 @@ Backends (``segment.backend``):
 * ``auto``: precomputed where one matches, else classical (CT only);
 * ``totalsegmentator``: the real model (task ``segment.totalseg_task_ct`` for CT,
   ``totalseg_task_mr`` for MR), offline, with weights from ``segment.totalseg_weights``; each
-  actor checks the weights once in ``setup``. Missing weights drop the volume with reason
-  ``totalseg_weights_missing`` and a detail that says how to install them offline; the weight
-  files enter the input fingerprint, so installing them reruns exactly those volumes, and
-  ``finalize`` logs a warning while such drops exist.
+  actor checks the weights once in ``setup``. Missing weights or a missing package are a
+  problem of the node, not of the volume: the item fails (``WeightsMissing``,
+  ``NotInstalled``; transient), the next run retries it (on any node, once they are
+  installed), and ``finalize`` logs how to install them offline while such failures exist.
 
 The label volume goes to ``segment/blobs/<series_id>.nii.gz`` (uint8, same grid and affine
 as the volume).
@@ -187,8 +187,9 @@ class SegmentStage(Stage):
         if modality == "CT" and vol.units != "HU":
             return Drop("not_hounsfield", "TotalSegmentator needs HU")
         problem = ts.problem(task)
-        if problem is not None:
-            return Drop(*problem)
+        if problem is not None and problem[0] == totalseg.DROP_ROI_NOT_IN_TASK:
+            return Drop(*problem)  # the configuration asks for classes the task lacks
+        ts.require(task)  # weights or package missing on this node: transient, retried
         image = nib.load(str(self.ctx.work / vol.nifti))
         labels = ts.segment(image, task)
         device = ts.device or "cpu"
@@ -202,12 +203,15 @@ class SegmentStage(Stage):
         )
 
     def finalize(self) -> None:
-        """Warn loudly while volumes are dropped for missing TotalSegmentator weights."""
+        """Warn loudly while volumes fail for missing TotalSegmentator weights or package."""
         if self.cfg.backend != "totalsegmentator":
             return
-        dropped = Ledger(self.out_dir).status(self.name).dropped
-        for reason in (totalseg.DROP_WEIGHTS_MISSING, totalseg.DROP_NOT_INSTALLED):
-            if dropped.get(reason):
+        failed = Ledger(self.out_dir).status(self.name).failed
+        for error, reason in (
+            (totalseg.WeightsMissing.__name__, totalseg.DROP_WEIGHTS_MISSING),
+            (totalseg.NotInstalled.__name__, totalseg.DROP_NOT_INSTALLED),
+        ):
+            if failed.get(error):
                 details = sorted(
                     {
                         problem[1]
@@ -216,9 +220,10 @@ class SegmentStage(Stage):
                     }
                 )
                 log.warning(
-                    "segment: %d volume(s) dropped as %s; they rerun once this is fixed. %s",
-                    dropped[reason],
-                    reason,
+                    "segment: %d volume(s) failed (%s); the next run retries them once this "
+                    "is fixed on every node. %s",
+                    failed[error],
+                    error,
                     " ".join(details),
                 )
 

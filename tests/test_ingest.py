@@ -238,3 +238,38 @@ def test_an_io_error_is_retried_not_dropped(tmp_path, real_ct_dir, monkeypatch):
     run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
     status = Ledger(cfg.work_dir / "ingest").status("ingest")
     assert (status.done, status.dropped, status.failed) == (20, {}, {})
+
+
+def test_status_names_failures_with_a_hint_and_exits_non_zero(
+    tmp_path, real_ct_dir, monkeypatch, capsys
+):
+    import errno
+
+    import pydicom
+
+    from refrad_builder.cli import main
+    from refrad_builder.engine.config import dump_config
+    from refrad_builder.inputs import dicom_header
+
+    real_read = pydicom.dcmread
+    victim = sorted((real_ct_dir / "real_ct" / "series_1").iterdir())[0].name
+
+    def flaky(fp, *args, **kwargs):
+        if str(getattr(fp, "name", fp)).endswith(victim):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_read(fp, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_header.pydicom, "dcmread", flaky)
+    cfg = _cfg(tmp_path, real_ct_dir)
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(cfg))
+    run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
+    assert main(["status", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "failed OSError: 1 - an I/O error on the storage" in out
+    assert "1 item(s) failed (ingest 1); they are not lost" in out
+
+    monkeypatch.setattr(dicom_header.pydicom, "dcmread", real_read)
+    run_pipeline(cfg, stages=["ingest"], executor=LocalExecutor(), progress=lambda s: None)
+    assert main(["status", "--config", str(config)]) == 0
+    assert "failed" not in capsys.readouterr().out.split("\n", 1)[1]

@@ -16,7 +16,7 @@ from refrad_builder.engine.config import RunConfig, SegmentConfig
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.records import DeidSeries, SegmentRecord, VolumeRecord
 from refrad_builder.engine.stage import Drop, StageContext, WorkItem
-from refrad_builder.imaging import classical, precomputed
+from refrad_builder.imaging import classical, precomputed, totalseg
 from refrad_builder.imaging.nifti import read_nifti
 from refrad_builder.imaging.orientation import orientation_codes, to_canonical
 from refrad_builder.stages.segment import SegmentStage
@@ -226,7 +226,8 @@ def test_backend_selection_and_drops(tmp_path: Path):
     assert only_classical.process(ct).segmenter == "classical"
     assert only_classical.process(mr) == Drop("no_segmentation_for_mr")
     ts = SegmentStage(_ctx(tmp_path, backend="totalsegmentator"))
-    assert ts.process(ct).reason in {"totalseg_weights_missing", "backend_unavailable"}
+    with pytest.raises(totalseg.TotalSegError):  # the node's problem: transient, retried
+        ts.process(ct)
 
     # Two different label maps on the volume's grid: never guess.
     twins = tmp_path / "twins"

@@ -33,7 +33,7 @@ from refrad_builder.engine.config import RunConfig, SegmentConfig  # noqa: E402
 from refrad_builder.engine.ledger import Ledger, item_fingerprint  # noqa: E402
 from refrad_builder.engine.records import SegmentRecord  # noqa: E402
 from refrad_builder.engine.runner import run_item  # noqa: E402
-from refrad_builder.engine.stage import Drop, StageContext  # noqa: E402
+from refrad_builder.engine.stage import StageContext  # noqa: E402
 from refrad_builder.imaging import totalseg  # noqa: E402
 from refrad_builder.imaging.nifti import read_nifti  # noqa: E402
 from refrad_builder.stages.segment import SegmentStage  # noqa: E402
@@ -187,17 +187,19 @@ def test_missing_weights_fail_fast_with_install_help(tmp_path, monkeypatch, offl
     stage = SegmentStage(_ctx(tmp_path, totalseg_weights=empty))
     stage.setup()
 
-    out = stage.process(ct)
-    assert isinstance(out, Drop)
-    assert out.reason == "totalseg_weights_missing"
-    assert "Dataset297_TotalSegmentator_total_3mm_1559subj" in out.detail
-    assert str(empty) in out.detail
-    assert "totalseg_download_weights -t total_fast" in out.detail
-    assert "Nothing is downloaded" in out.detail
-    out_mr = stage.process(mr)
-    assert isinstance(out_mr, Drop) and out_mr.reason == "totalseg_weights_missing"
-    assert "Dataset852_TotalSegMRI_total_3mm_1088subj" in out_mr.detail
-    assert "totalseg_download_weights -t total_fast_mr" in out_mr.detail
+    # A node without the weights: the item fails (transient) with the install help, and
+    # the next run retries it; it is never a permanent drop.
+    with pytest.raises(totalseg.WeightsMissing) as err:
+        stage.process(ct)
+    detail = str(err.value)
+    assert "Dataset297_TotalSegmentator_total_3mm_1559subj" in detail
+    assert str(empty) in detail
+    assert "totalseg_download_weights -t total_fast" in detail
+    assert "Nothing is downloaded" in detail
+    with pytest.raises(totalseg.WeightsMissing) as err_mr:
+        stage.process(mr)
+    assert "Dataset852_TotalSegMRI_total_3mm_1088subj" in str(err_mr.value)
+    assert "totalseg_download_weights -t total_fast_mr" in str(err_mr.value)
     with pytest.raises(totalseg.WeightsMissing, match="totalseg_download_weights"):
         stage.totalseg.require("total")
 
@@ -209,25 +211,25 @@ def test_missing_weights_fail_fast_with_install_help(tmp_path, monkeypatch, offl
     assert offline == []
     assert not any(empty.iterdir())
 
-    # Through the runner's ledger: dropped with the reason, and finalize warns.
+    # Through the runner's ledger: failed (retried by the next run), and finalize warns.
     stage = SegmentStage(_ctx(tmp_path, totalseg_weights=empty))
     ledger = Ledger(stage.out_dir)
     for it in (ct, mr):
         it.fingerprint = item_fingerprint("segment", stage.version, "c", it.input_fingerprint)
-        assert run_item(stage, it)["reason"] == "totalseg_weights_missing"
+        assert run_item(stage, it) == {"id": it.id, "outcome": "error", "reason": "WeightsMissing"}
     ledger.write_manifest({it.id: it.fingerprint for it in (ct, mr)}, stage.version, "c")
-    assert ledger.status("segment").dropped == {"totalseg_weights_missing": 2}
+    status = ledger.status("segment")
+    assert (status.dropped, status.failed, status.done) == ({}, {"WeightsMissing": 2}, 0)
     with caplog.at_level(logging.WARNING, logger="refrad_builder.stages.segment"):
         stage.finalize()
-    assert "2 volume(s) dropped as totalseg_weights_missing" in caplog.text
+    assert "2 volume(s) failed (WeightsMissing)" in caplog.text
     assert "totalseg_download_weights -t total_fast" in caplog.text
 
 
 def test_unset_weights_path_says_so(tmp_path, offline):
     item = _volume_item(tmp_path, DATA / "example_ct_sm.nii.gz", "ct", "CT")
-    out = SegmentStage(_ctx(tmp_path)).process(item)
-    assert isinstance(out, Drop) and out.reason == "totalseg_weights_missing"
-    assert "segment.totalseg_weights is not set" in out.detail
+    with pytest.raises(totalseg.WeightsMissing, match="segment.totalseg_weights is not set"):
+        SegmentStage(_ctx(tmp_path)).process(item)
 
 
 def test_required_models_follow_totalsegmentator_task_table():
