@@ -36,15 +36,15 @@ class Refrad2DLanguage(_Entry):
     )
     CleanedSentence: str = Field(
         description="the report sentences linked to the slice (de-identified) in the report's "
-        "language, their translation in the other language, or \"\" when none is linked "
+        'language, their translation in the other language, or "" when none is linked '
         "or no translation was made; never null"
     )
     ReportFragestellungCleaned: str = Field(
-        description="the report's question/indication section, \"\" where there is none in "
+        description='the report\'s question/indication section, "" where there is none in '
         "this language; never null"
     )
     ReportKlinischeAngabenCleaned: str = Field(
-        description="the report's clinical-information section, \"\" where there is none in "
+        description='the report\'s clinical-information section, "" where there is none in '
         "this language; never null"
     )
 
