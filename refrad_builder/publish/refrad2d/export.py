@@ -639,7 +639,7 @@ def relocate(root: Path) -> int:
 
     Rewrites ``segment_slice_path``/``scan_slice_path`` of the segment and sampled-slice
     indexes, ``radgrounder.env`` and the manifest's ``root``; returns the number of paths
-    rewritten. Paths that do not start with the recorded root are left as they are.
+    changed. Paths that do not start with the recorded root are left as they are.
     """
     root = Path(root).resolve()
     manifest_path = root / MANIFEST_FILE
@@ -653,8 +653,9 @@ def relocate(root: Path) -> int:
                 for field in PATH_FIELDS:
                     value = entry.get(field)
                     if isinstance(value, str) and value.startswith(old):
-                        entry[field] = str(root / value[len(old) :])
-                        changed += 1
+                        new = str(root / value[len(old) :])
+                        changed += new != value
+                        entry[field] = new
             _write(path, _json(data))
     manifest["root"] = str(root)
     _write(root / ENV_FILE, _env(root))
