@@ -98,8 +98,11 @@ def _check_rows(rows: list[dict], report, scan_phi, where_file: str) -> dict[str
                     bad_text = True
             if not (list(block.get("dicom_vqa") or []) + list(block.get("snippet_vqa") or [])):
                 report.add("export_vqa_empty", f"{row.get('rsopid', i)}:{lang}")
-        if bad_text:
-            continue
+        if bad_text:  # reported; the other checks read the nulls as ""
+            for lang in LANGUAGE_KEYS:
+                block = row.get(lang) or {}
+                for name in TEXT_FIELDS:
+                    block[name] = block.get(name) or ""
         if next(row_schema.iter_errors(row), None) is not None:
             report.add("export_schema", f"{where_file}[{i}]")
             continue
