@@ -41,7 +41,8 @@ def balanced_splits(patients: dict[str, str], fractions: dict[str, float]) -> di
 
     Within a modality the patients are taken in the order of the same hash
     :func:`assign_split` uses and dealt out by largest remainder of their fractions, every
-    split getting at least one patient while there are as many patients as splits.
+    split of a non-zero fraction getting at least one patient while there are as many
+    patients as such splits.
     """
     names = list(fractions)
     total = sum(fractions.values())
@@ -54,15 +55,17 @@ def balanced_splits(patients: dict[str, str], fractions: dict[str, float]) -> di
         n = len(members)
         quota = [n * fractions[s] / total for s in names]
         count = [int(q) for q in quota]
-        if n >= len(names):
-            count = [max(1, c) for c in count]
-        order = sorted(range(len(names)), key=lambda i: (-(quota[i] - int(quota[i])), i))
+        wanted = [i for i, name in enumerate(names) if fractions[name] > 0]
+        if n >= len(wanted):
+            for i in wanted:
+                count[i] = max(1, count[i])
+        order = sorted(wanted, key=lambda i: (-(quota[i] - int(quota[i])), i))
         i = 0
         while sum(count) < n:
             count[order[i % len(order)]] += 1
             i += 1
         while sum(count) > n:
-            j = max(range(len(names)), key=lambda k: (count[k], -k))
+            j = max(wanted, key=lambda k: (count[k], -k))
             count[j] -= 1
         pos = 0
         for name, c in zip(names, count, strict=True):
@@ -242,7 +245,12 @@ class ShardsStage(Stage):
 
         items = items_from_upstream(kept, flat("slices"), flat("deid"), flat("report"))
         return export_refrad2d(
-            items, self.ctx.work, target / EXPORT_DIR, self.cfg.refrad2d_min_box_area_px
+            items,
+            self.ctx.work,
+            target / EXPORT_DIR,
+            self.cfg.refrad2d_min_box_area_px,
+            self.cfg.split_method,
+            tuple(name for name, frac in self.cfg.split_fractions.items() if frac > 0),
         )
 
     def _stage_rejects(self) -> list[dict]:

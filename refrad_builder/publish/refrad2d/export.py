@@ -495,7 +495,12 @@ RADGROUNDER_PATHS = {
 
 
 def export_refrad2d(
-    items: list[ExportItem], work: Path, target: Path, min_box_area_px: int = 0
+    items: list[ExportItem],
+    work: Path,
+    target: Path,
+    min_box_area_px: int = 0,
+    split_method: str = "hash",
+    splits: tuple[str, ...] = SPLITS,
 ) -> dict[str, int]:
     """Write the RefRad2D layout for ``items`` under ``target`` and return counts.
 
@@ -628,6 +633,8 @@ def export_refrad2d(
         min_box_area_px=min_box_area_px,
         keywords=KEYWORD_RULE,
         snippet_keys=SNIPPET_KEY_RULE,
+        split_method=split_method,
+        splits=list(splits),
     )
     _write(target / ENV_FILE, _env(target))
     _write(target / MANIFEST_FILE, _json(manifest.model_dump(mode="json")))

@@ -135,3 +135,8 @@ class Refrad2DManifest(_Entry):
     )
     keywords: str = Field(description="which grounded phrases become keywords")
     snippet_keys: str = Field(description="how snippet keys are formed")
+    split_method: str = Field(
+        description="how patients were split (shards.split_method); 'balanced' promises every "
+        "split of each modality a patient when the modality has enough patients"
+    )
+    splits: list[str] = Field(description="the splits patients were dealt to (non-zero fraction)")
