@@ -42,7 +42,7 @@ def balanced_splits(patients: dict[str, str], fractions: dict[str, float]) -> di
     Within a modality the patients are taken in the order of the same hash
     :func:`assign_split` uses and dealt out by largest remainder of their fractions, every
     split of a non-zero fraction getting at least one patient while there are as many
-    patients as such splits.
+    patients as such splits; with fewer patients, one each to the largest fractions.
     """
     names = list(fractions)
     total = sum(fractions.values())
@@ -59,6 +59,10 @@ def balanced_splits(patients: dict[str, str], fractions: dict[str, float]) -> di
         if n >= len(wanted):
             for i in wanted:
                 count[i] = max(1, count[i])
+        else:  # fewer patients than splits: one each, largest fractions first
+            count = [0] * len(names)
+            for i in sorted(wanted, key=lambda i: (-fractions[names[i]], i))[:n]:
+                count[i] = 1
         order = sorted(wanted, key=lambda i: (-(quota[i] - int(quota[i])), i))
         i = 0
         while sum(count) < n:

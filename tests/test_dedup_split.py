@@ -257,8 +257,8 @@ def test_balanced_splits_fill_every_split_per_modality():
     # in hash order, like assign_split's
     ct = sorted((p for p, m in patients.items() if m == "CT"), key=_split_hash)
     assert [splits[p] for p in ct] == ["train", "train", "val", "test"]
-    # too few patients for every split: plain largest remainder; zero fractions get nobody
-    assert set(balanced_splits({"a": "CT", "b": "CT"}, fractions).values()) == {"train"}
+    # too few patients for every split: one each, largest fractions first; zero gets nobody
+    assert set(balanced_splits({"a": "CT", "b": "CT"}, fractions).values()) == {"train", "val"}
     many = {f"q{i}": "CT" for i in range(30)}
     assert "val" not in set(balanced_splits(many, {"train": 1, "val": 0, "test": 1}).values())
     got = Counter(balanced_splits(many, fractions).values())
