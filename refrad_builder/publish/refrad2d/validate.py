@@ -16,7 +16,7 @@ locations name files, slice ids and fields, never text):
 - ``export_snippet_key_collision``: the CT and MR snippet files of a split share a key.
 - ``export_split_empty``: in an export split with ``split_method`` ``balanced`` (the demo's),
   a split of a modality has no snippet although the modality has at least as many patients
-  as there are splits (``hash`` splits of a small set may leave one empty by chance).
+  (of that modality only) as there are splits (``hash`` splits of a small set may leave one empty by chance).
 - ``export_sampled_missing``: a sampled-slice index is missing or lacks an exported slice.
 - ``export_box_missing`` / ``export_box_not_mask_extent``: a mask class (at least the
   manifest's ``min_box_area_px`` pixels) has no box, or a box is not its class's extent.
@@ -194,14 +194,19 @@ def _check_sampled(root, seg_dir, by_id, published, report) -> None:
 
 
 def _patients(shard_dir: Path) -> dict[str, set[str]]:
-    """modality (ct/mr) -> patients, from the shards' index (empty when unreadable)."""
+    """modality (ct/mr) -> patients with images of that modality only, from the shards'
+    index (empty when unreadable); a patient with both modalities is not counted."""
     try:
         index = pl.read_parquet(shard_dir / "index.parquet", columns=["modality", "patient"])
     except Exception:
         return {}
-    out: dict[str, set[str]] = {}
+    modalities: dict[str, set[str]] = {}
     for row in index.iter_rows(named=True):
-        out.setdefault(str(row["modality"]).lower(), set()).add(row["patient"])
+        modalities.setdefault(row["patient"], set()).add(str(row["modality"]).lower())
+    out: dict[str, set[str]] = {}
+    for patient, mods in modalities.items():
+        if len(mods) == 1:
+            out.setdefault(next(iter(mods)), set()).add(patient)
     return out
 
 
