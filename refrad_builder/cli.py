@@ -11,7 +11,7 @@ from pathlib import Path
 from refrad_builder.engine.stage import STAGE_ORDER
 
 EPILOG = """examples:
-  refrad demo make demo-inputs --studies 4
+  refrad demo make demo-inputs --studies 6
   refrad run --config demo-inputs/config.yaml
   refrad run --config my.yaml --only segment
   refrad run --config my.yaml --from slices --force text
@@ -123,6 +123,20 @@ def cmd_demo_make(args: argparse.Namespace) -> int:
         f"{' + the real CT series' if not args.no_real else ''}); run config: {Path(args.dir) / 'config.yaml'}"
     )
     del manifest
+    return 0
+
+
+def cmd_export_relocate(args: argparse.Namespace) -> int:
+    from refrad_builder.publish.refrad2d.export import MANIFEST_FILE, relocate
+
+    root = Path(args.dir)
+    if (root / "refrad2d" / MANIFEST_FILE).is_file():
+        root = root / "refrad2d"
+    if not (root / MANIFEST_FILE).is_file():
+        print(f"{args.dir}: no RefRad2D export (manifest.json) here", file=sys.stderr)
+        return 2
+    n = relocate(root)
+    print(f"{root.resolve()}: {n} paths now start here; source {root / 'radgrounder.env'}")
     return 0
 
 
@@ -259,10 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes DIR/dicom, DIR/reports.csv, DIR/segmentations and DIR/config.yaml.",
     )
     q.add_argument("dir")
-    q.add_argument("--studies", type=int, default=4)
+    q.add_argument("--studies", type=int, default=6)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-real", action="store_true", help="leave out the bundled real CT series")
     q.set_defaults(func=cmd_demo_make)
+
+    p = sub.add_parser("export", help="tools for the RefRad2D export (refrad2d/)")
+    exp_sub = p.add_subparsers(dest="export_command", required=True)
+    q = exp_sub.add_parser(
+        "relocate",
+        help="after moving or copying an export, point its absolute paths at its new place",
+        description="DIR is the export (refrad2d/) or the shard folder holding it. Rewrites "
+        "the mask and image paths of the segment and sampled-slice indexes, radgrounder.env "
+        "and the manifest's root.",
+    )
+    q.add_argument("dir")
+    q.set_defaults(func=cmd_export_relocate)
 
     p = sub.add_parser("report", help="report text tools")
     rep_sub = p.add_subparsers(dest="report_command", required=True)

@@ -36,11 +36,54 @@ def assign_split(patient: str, fractions: dict[str, float]) -> str:
     return list(fractions)[-1]
 
 
+def balanced_splits(patients: dict[str, str], fractions: dict[str, float]) -> dict[str, str]:
+    """Patient -> split, patients grouped by modality (``patients``: patient -> modality).
+
+    Within a modality the patients are taken in the order of the same hash
+    :func:`assign_split` uses and dealt out by largest remainder of their fractions, every
+    split of a non-zero fraction getting at least one patient while there are as many
+    patients as such splits; with fewer patients, one each to the largest fractions.
+    """
+    names = list(fractions)
+    total = sum(fractions.values())
+    out: dict[str, str] = {}
+    by_modality: dict[str, list[str]] = {}
+    for patient, modality in sorted(patients.items()):
+        by_modality.setdefault(modality, []).append(patient)
+    for members in by_modality.values():
+        members.sort(key=lambda p: hashlib.sha256(f"split|{p}".encode()).hexdigest())
+        n = len(members)
+        quota = [n * fractions[s] / total for s in names]
+        count = [int(q) for q in quota]
+        wanted = [i for i, name in enumerate(names) if fractions[name] > 0]
+        if n >= len(wanted):
+            for i in wanted:
+                count[i] = max(1, count[i])
+        else:  # fewer patients than splits: one each, largest fractions first
+            count = [0] * len(names)
+            for i in sorted(wanted, key=lambda i: (-fractions[names[i]], i))[:n]:
+                count[i] = 1
+        order = sorted(wanted, key=lambda i: (-(quota[i] - int(quota[i])), i))
+        i = 0
+        while sum(count) < n:
+            count[order[i % len(order)]] += 1
+            i += 1
+        while sum(count) > n:
+            j = max(wanted, key=lambda k: (count[k], -k))
+            count[j] -= 1
+        pos = 0
+        for name, c in zip(names, count, strict=True):
+            for patient in members[pos : pos + c]:
+                out[patient] = name
+            pos += c
+    return out
+
+
 class ShardsStage(Stage):
     """One item for the whole run: everything the text stage produced, written as shards."""
 
     name = "shards"
-    version = "1"
+    version = "2"
     consumes = ("text",)
 
     @property
@@ -74,6 +117,16 @@ class ShardsStage(Stage):
         seen: dict[str, str] = {}
         rows, rejects, kept = [], [], []
         by_split: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
+        fractions = self.cfg.split_fractions
+        if self.cfg.split_method == "balanced":
+            modality_of: dict[str, str] = {}
+            for rec in sorted(records, key=lambda r: (r.sample.patient, r.sample.modality)):
+                modality_of.setdefault(rec.sample.patient, rec.sample.modality)
+            split_of = balanced_splits(modality_of, fractions)
+        else:
+            split_of = {
+                r.sample.patient: assign_split(r.sample.patient, fractions) for r in records
+            }
         for rec in sorted(records, key=lambda r: r.sample.key):
             image = (work / rec.image_png).read_bytes()
             mask = (work / rec.mask_png).read_bytes()
@@ -90,9 +143,7 @@ class ShardsStage(Stage):
                 )
                 continue
             seen[digest] = rec.sample.key
-            sample = rec.sample.model_copy(
-                update={"split": assign_split(rec.sample.patient, self.cfg.split_fractions)}
-            )
+            sample = rec.sample.model_copy(update={"split": split_of[rec.sample.patient]})
             fields = {
                 "image.png": image,
                 "mask.png": mask,
@@ -194,7 +245,14 @@ class ShardsStage(Stage):
             return [r for _, _, recs in self.ctx.upstream(name) for r in recs]
 
         items = items_from_upstream(kept, flat("slices"), flat("deid"), flat("report"))
-        return export_refrad2d(items, self.ctx.work, target / EXPORT_DIR)
+        return export_refrad2d(
+            items,
+            self.ctx.work,
+            target / EXPORT_DIR,
+            self.cfg.refrad2d_min_box_area_px,
+            self.cfg.split_method,
+            tuple(name for name, frac in self.cfg.split_fractions.items() if frac > 0),
+        )
 
     def _stage_rejects(self) -> list[dict]:
         out = []

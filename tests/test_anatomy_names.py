@@ -62,3 +62,18 @@ def test_display_names_read_back_as_their_class(lang, abnormal, normal):
         name = s.display(c.id, lang)
         assert state_of(abnormal.format(name), lang) == {c.name: True}, name
         assert state_of(normal.format(name), lang) == {c.name: False}, name
+
+
+def test_ids_equal_radgrounders_published_merged_label_map():
+    """Every class of the committed copy of RadGrounder's merged label map has its published
+    id (so <segNNN> means the same class as in RefRad2D); the classes it lacks come after."""
+    from refrad_builder.anatomy.labels import published_label_map
+
+    published = published_label_map()
+    assert len(published) == 121 and sorted(published.values()) == list(range(1, 122))
+    assert published["intervertebral_discs"] == 120 and published["vertebrae"] == 121
+    s = schema()
+    assert {n: s.by_name[n].id for n in published} == published
+    extra = {c.name: c.id for c in s.classes if c.name not in published}
+    assert extra == {"body": 122, "bone": 123}
+    assert s.version.startswith("refrad-unified-r2-")

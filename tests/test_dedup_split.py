@@ -25,7 +25,7 @@ from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 from refrad_builder.publish.validate import validate_dir
-from refrad_builder.stages.shards import assign_split
+from refrad_builder.stages.shards import assign_split, balanced_splits
 
 SECRET = "dedup-split-test-secret-0123456789abcdef"
 DUP_FOLDER = "study_dup"
@@ -78,6 +78,8 @@ def _run(root: Path, out: str, extra: tuple[str, ...] = (), stages: list[str] | 
             f"out_dir={root / out}",
             "execution.executor=local",
             "slices.max_slices_per_series=4",
+            # the demo deals its few patients out ("balanced"); these tests are about the hash
+            "shards.split_method=hash",
             *extra,
         ],
     )
@@ -221,6 +223,8 @@ def test_split_fractions_via_cli_set(root, monkeypatch, capsys):
         "--set",
         "slices.max_slices_per_series=4",
         "--set",
+        "shards.split_method=hash",
+        "--set",
         "shards.split_fractions={train: 0.0, test: 1.0}",
     ]
     assert cli.main(argv) == 0
@@ -240,3 +244,26 @@ def test_assign_split_proportions_and_stability():
     assert first == [assign_split(p, {"train": 7, "val": 2, "test": 1}) for p in patients]
     # a zero fraction gets nobody
     assert "val" not in {assign_split(p, {"train": 1, "val": 0}) for p in patients}
+
+
+def test_balanced_splits_fill_every_split_per_modality():
+    fractions = {"train": 0.8, "val": 0.1, "test": 0.1}
+    patients = {f"p{i}": "CT" if i % 2 else "MR" for i in range(8)}
+    splits = balanced_splits(patients, fractions)
+    assert splits == balanced_splits(dict(reversed(patients.items())), fractions)
+    for modality in ("CT", "MR"):
+        got = Counter(splits[p] for p, m in patients.items() if m == modality)
+        assert got == {"train": 2, "val": 1, "test": 1}
+    # in hash order, like assign_split's
+    ct = sorted((p for p, m in patients.items() if m == "CT"), key=_split_hash)
+    assert [splits[p] for p in ct] == ["train", "train", "val", "test"]
+    # too few patients for every split: one each, largest fractions first; zero gets nobody
+    assert set(balanced_splits({"a": "CT", "b": "CT"}, fractions).values()) == {"train", "val"}
+    many = {f"q{i}": "CT" for i in range(30)}
+    assert "val" not in set(balanced_splits(many, {"train": 1, "val": 0, "test": 1}).values())
+    got = Counter(balanced_splits(many, fractions).values())
+    assert got == {"train": 24, "val": 3, "test": 3}
+
+
+def _split_hash(patient: str) -> str:
+    return hashlib.sha256(f"split|{patient}".encode()).hexdigest()

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 import zstandard
 
-from refrad_builder.anatomy.labels import schema
+from refrad_builder.anatomy.labels import published_label_map, schema
 from refrad_builder.demo import make_demo
 from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger
@@ -27,13 +27,19 @@ from refrad_builder.publish.refrad2d import ExportItem, export_refrad2d, items_f
 from refrad_builder.publish.refrad2d.export import (
     REPORTS_FILE,
     dicom_path,
+    mask_boxes,
+    relocate,
+    sampled_relpath,
     segment_relpath,
+    snippet_key,
     snippet_relpath,
+    translation,
 )
 from refrad_builder.publish.refrad2d.models import (
     Refrad2DLabelMap,
     Refrad2DManifest,
     Refrad2DReportRow,
+    Refrad2DSampledIndex,
     Refrad2DSegmentIndex,
     Refrad2DSnippetIndex,
 )
@@ -130,17 +136,16 @@ def test_dicom_files_hold_the_stored_slice(run):
     assert checked == len(run["items"])
 
 
-def _visible(boxes_ids: set[int]) -> set[int]:
-    """Class ids visible in a slice: boxed classes and parents with a boxed member."""
-    sch = schema()
-    names = {sch.by_id[i].name for i in boxes_ids}
-    return {c.id for c in sch.classes if sch.members(c.name) & names}
-
-
 def test_segment_index_boxes_masks_keywords(run):
+    """Boxes and keywords as RefRad2D's generator makes them: a union box for every class in
+    the mask; keywords are grounded phrases of published classes present in the mask that
+    occur in that language's CleanedSentence."""
     target, work, items = run["target"], run["work"], run["items"]
     sch = schema()
+    published = set(published_label_map().values())
+    rows = {r["rsopid"]: r for r in _reports(target).iter_rows(named=True)}
     seen = set()
+    with_keywords = 0
     for modality in ("ct", "mr"):
         raw = (target / segment_relpath(modality)).read_text()
         index = Refrad2DSegmentIndex.model_validate_json(raw).root
@@ -148,24 +153,33 @@ def test_segment_index_boxes_masks_keywords(run):
             s = items[key].sample
             assert s.modality.lower() == modality
             seen.add(key)
-            assert [list(b) for b in entry.bboxes] == [[*b.bbox, b.class_id] for b in s.boxes]
-            mask = np.load(target / entry.segment_slice_path, allow_pickle=False)
+            assert Path(entry.segment_slice_path).is_absolute()
+            mask = np.load(entry.segment_slice_path, allow_pickle=False)
             png = decode_png((work / items[key].mask_png).read_bytes())
             assert mask.dtype == np.uint8 and mask.shape == (s.height, s.width)
             np.testing.assert_array_equal(mask, png)
-            visible = _visible({b.class_id for b in s.boxes})
-            for lang, kws in (("en", entry.keywords_eng), ("de", entry.keywords_de)):
+            present = set(np.unique(mask).tolist()) - {0}
+            # every class in the mask has its box (small ones too), and nothing else
+            assert [b[4] for b in entry.bboxes] == sorted(present)
+            assert [list(b) for b in entry.bboxes] == [list(b) for b in mask_boxes(mask)]
+            assert {b.class_id for b in s.boxes} <= present
+            for lang, kws in (("english", entry.keywords_eng), ("german", entry.keywords_de)):
+                code = "en" if lang == "english" else "de"
+                caption = rows[key][lang]["CleanedSentence"]
                 phrases = {
-                    (cid, p) for g in s.grounded_captions[lang] for cid, _, p in grounding.parse(g)
+                    (cid, p) for g in s.grounded_captions[code] for cid, _, p in grounding.parse(g)
                 }
                 assert len(kws) == len({(k, cid) for k, _, cid in kws})
                 for keyword, class_name, class_id in kws:
-                    assert class_id in visible, (key, keyword)
+                    assert class_id in present and class_id in published, (key, keyword)
+                    assert keyword in caption, (key, keyword)
                     assert sch.by_id[class_id].name == class_name
                     assert (class_id, keyword) in phrases
-                if s.boxes:
-                    assert kws, (key, lang)
+                if not caption:
+                    assert not kws
+            with_keywords += bool(entry.keywords_eng and entry.keywords_de)
     assert seen == set(items)
+    assert with_keywords >= len(items) // 2
     # keywords of a German report name German words, those of the English template English
     de_words = {
         k
@@ -176,11 +190,57 @@ def test_segment_index_boxes_masks_keywords(run):
     assert "Leber" in de_words
 
 
+def test_min_box_area_leaves_out_small_classes(run, tmp_path):
+    items = sorted(run["items"].values(), key=lambda it: it.sample.key)[:6]
+    export_refrad2d(items, run["work"], tmp_path, min_box_area_px=40)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["min_box_area_px"] == 40
+    left_out = 0
+    for modality in ("ct", "mr"):
+        for entry in json.loads((tmp_path / segment_relpath(modality)).read_text()).values():
+            mask = np.load(entry["segment_slice_path"])
+            ids, areas = np.unique(mask, return_counts=True)
+            big = {int(i) for i, a in zip(ids, areas, strict=True) if i and a >= 40}
+            assert {b[4] for b in entry["bboxes"]} == big
+            left_out += len(set(ids.tolist()) - {0} - big)
+    assert left_out
+
+
+def test_sampled_slice_index(run):
+    """The index RefRad2DDetectVQA/SegmentVQA read: every slice, its float32 image on the
+    DICOM grid, its mask, and boxes of published classes only."""
+    target, work, items = run["target"], run["work"], run["items"]
+    published = set(published_label_map().values())
+    seen = set()
+    for modality in ("ct", "mr"):
+        index = Refrad2DSampledIndex.model_validate_json(
+            (target / sampled_relpath(modality)).read_text()
+        ).root
+        segments = json.loads((target / segment_relpath(modality)).read_text())
+        for name, e in index.items():
+            s = items[e.rsopid].sample
+            seen.add(e.rsopid)
+            assert name == e.rsopid == e.slice_id and e.modality == s.modality
+            image = np.load(e.scan_slice_path)
+            assert image.dtype == np.float32 and image.shape == (s.height, s.width)
+            stored = decode_png((work / items[e.rsopid].image_png).read_bytes())
+            np.testing.assert_allclose(
+                image, stored * s.rescale_slope + s.rescale_intercept, rtol=1e-6
+            )
+            assert e.segment_slice_path == segments[name]["segment_slice_path"]
+            want = [b for b in segments[name]["bboxes"] if b[4] in published]
+            assert [list(b) for b in e.bboxes] == want
+    assert seen == set(items)
+
+
+_LANG = {"en": "english", "de": "german"}
+
+
 def test_reports_parquet_rows(run):
     target, items = run["target"], run["items"]
     frame = _reports(target)
     assert frame.schema["english"] == frame.schema["german"]
-    with_sentence = 0
+    with_sentence = translated = 0
     for row in frame.iter_rows(named=True):
         rec = Refrad2DReportRow.model_validate(row)
         item = items[rec.rsopid]
@@ -202,26 +262,43 @@ def test_reports_parquet_rows(run):
                 block.snippet_vqa, [v for v in vqa if v.source != "metadata"], strict=True
             ):
                 assert q.choices == (v.choices if v.question_type == "multiple" else None)
+            for name in (
+                "CleanedSentence",
+                "ReportFragestellungCleaned",
+                "ReportKlinischeAngabenCleaned",
+            ):
+                assert isinstance(row[_LANG[lang]][name], str), (rec.rsopid, lang, name)
             own = report is not None and report.language == lang
-            if own and len(s.captions[lang]) == 2:
+            linked = report is not None and len(s.captions[report.language]) == 2
+            if own and linked:
                 # text_rules puts the report caption first, the template caption last
                 assert block.CleanedSentence == " ".join(s.captions[lang][0].split())
                 with_sentence += 1
+            elif linked:
+                # the other language: the text stage's translation, first of its captions
+                # (none when the linked sentences name no structure the rules can summarise)
+                assert block.CleanedSentence == translation(s, report, ["x"])
+                if len(s.captions[lang]) >= 2:
+                    assert block.CleanedSentence == " ".join(s.captions[lang][0].split())
+                    translated += 1
+                else:
+                    assert block.CleanedSentence == ""
             else:
-                assert block.CleanedSentence is None
+                assert block.CleanedSentence == ""
             if own and report.sections.get("question"):
                 assert block.ReportFragestellungCleaned == " ".join(
                     report.sections["question"].split()
                 )
             else:
-                assert block.ReportFragestellungCleaned is None
+                assert block.ReportFragestellungCleaned == ""
             if own and report.sections.get("clinical_info"):
                 assert block.ReportKlinischeAngabenCleaned == " ".join(
                     report.sections["clinical_info"].split()
                 )
             else:
-                assert block.ReportKlinischeAngabenCleaned is None
+                assert block.ReportKlinischeAngabenCleaned == ""
     assert with_sentence >= len(items) // 2
+    assert translated >= with_sentence // 2
 
 
 def test_reports_parquet_reads_the_way_radgrounder_does(run):
@@ -238,34 +315,37 @@ def test_reports_parquet_reads_the_way_radgrounder_does(run):
 
 
 def test_snippets_are_report_sentences_in_the_right_split(run):
+    """Snippet key = modality tag + the slice's report sentences (its CleanedSentence in the
+    report's language); every slice with report text is reachable; CT and MR never share a
+    key, so RadGrounder's ``{**ct, **mr}`` merge keeps every link."""
     target, items = run["target"], run["items"]
     frame = _reports(target)
-    sentence = {
-        r["rsopid"]: (r["english"]["CleanedSentence"] or r["german"]["CleanedSentence"])
-        for r in frame.iter_rows(named=True)
-    }
-    linked: dict[str, set[str]] = {}
-    for modality, split in itertools.product(("ct", "mr"), ("train", "val", "test")):
-        path = target / snippet_relpath(modality, split)
-        assert path.is_file()
-        index = Refrad2DSnippetIndex.model_validate_json(path.read_text()).root
-        for text, ids in index.items():
-            assert ids == sorted(set(ids)) and ids
-            for key in ids:
-                item = items[key]
-                assert item.sample.split == split and item.sample.modality.lower() == modality
-                report_texts = {" ".join(s.text.split()) for s in item.report.sentences}
-                assert text in report_texts
-                assert text in sentence[key]
-                linked.setdefault(key, set()).add(text)
-    # a slice's report sentence is exactly its snippets, so every such slice is reachable
-    for key, text in sentence.items():
-        if text:
-            assert " ".join(sorted(linked[key], key=text.index)) == text
-        else:
-            assert key not in linked
+    own = {}
+    for r in frame.iter_rows(named=True):
+        report = items[r["rsopid"]].report
+        own[r["rsopid"]] = r[_LANG[report.language]]["CleanedSentence"] if report else ""
+    linked: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        keys = {}
+        for modality in ("ct", "mr"):
+            path = target / snippet_relpath(modality, split)
+            assert path.is_file()
+            index = Refrad2DSnippetIndex.model_validate_json(path.read_text()).root
+            keys[modality] = set(index)
+            for key_text, ids in index.items():
+                assert ids == sorted(set(ids)) and ids
+                for key in ids:
+                    item = items[key]
+                    assert item.sample.split == split and item.sample.modality.lower() == modality
+                    assert key_text == snippet_key(modality, own[key])
+                    report_texts = {" ".join(s.text.split()) for s in item.report.sentences}
+                    assert any(t in own[key] for t in report_texts)
+                    assert key not in linked
+                    linked[key] = key_text
+        assert not keys["ct"] & keys["mr"]
+    for key, text in own.items():
+        assert (key in linked) == bool(text)
     assert len(linked) >= 10
-    assert any(len(v) > 1 for v in linked.values())
 
 
 def test_label_map_covers_every_class(run):
@@ -276,7 +356,12 @@ def test_label_map_covers_every_class(run):
     for modality in ("ct", "mr"):
         for entry in json.loads((target / segment_relpath(modality)).read_text()).values():
             assert {b[4] for b in entry["bboxes"]} <= ids
-            assert set(np.unique(np.load(target / entry["segment_slice_path"]))) - {0} <= ids
+            assert set(np.unique(np.load(entry["segment_slice_path"]))) - {0} <= ids
+    # the ids of every class RadGrounder's published merged label map has are its ids
+    published = published_label_map()
+    assert len(published) == 121
+    assert {n: label_map[n] for n in published} == published
+    assert all(i > 121 for n, i in label_map.items() if n not in published)
 
 
 def test_no_planted_phi_in_any_export_byte(run):
@@ -304,7 +389,46 @@ def test_no_planted_phi_in_any_export_byte(run):
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file's bytes, the export's own absolute root written as ``<root>``."""
+    own = str(root.resolve()).encode()
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes().replace(own, b"<root>")
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def _index_paths(root: Path) -> list[str]:
+    out = []
+    for modality in ("ct", "mr"):
+        for rel in (segment_relpath(modality), sampled_relpath(modality)):
+            for entry in json.loads((root / rel).read_text()).values():
+                out += [entry[f] for f in ("segment_slice_path", "scan_slice_path") if f in entry]
+    return out
+
+
+def test_paths_resolve_from_another_working_directory(run, tmp_path, monkeypatch):
+    target = run["target"]
+    paths = _index_paths(target)
+    assert len(paths) >= 3 * len(run["items"])
+    monkeypatch.chdir(tmp_path)
+    for path in paths:
+        assert Path(path).is_absolute() and Path(path).is_relative_to(target.resolve())
+        assert np.load(path).ndim == 2
+    env = (target / "radgrounder.env").read_text()
+    assert f"export REFRAD2D_SEGMENT_DIR={target.resolve() / 'refrad2d_segment'}" in env
+
+
+def test_relocate_after_a_move(run, tmp_path, monkeypatch):
+    moved = tmp_path / "moved"
+    shutil.copytree(run["target"], moved)
+    assert relocate(moved) == len(_index_paths(moved))
+    monkeypatch.chdir("/")
+    for path in _index_paths(moved):
+        assert Path(path).is_relative_to(moved.resolve()) and Path(path).is_file()
+    assert json.loads((moved / "manifest.json").read_text())["root"] == str(moved.resolve())
+    assert _tree(moved) == _tree(run["target"])
+    assert relocate(moved) == 0
 
 
 def test_export_is_deterministic_and_drops_stale_files(run):
@@ -378,7 +502,7 @@ def test_flipped_acquisition_gets_masks_and_boxes_on_the_dicom_grid(run, tmp_pat
         io.BytesIO(zstandard.ZstdDecompressor().decompress(dicom_path(out, s.key).read_bytes()))
     )
     entry = json.loads((out / segment_relpath("ct")).read_text())[s.key]
-    mask = np.load(out / entry["segment_slice_path"])
+    mask = np.load(entry["segment_slice_path"])
     png_mask = decode_png((work / item.mask_png).read_bytes())
     np.testing.assert_array_equal(mask, png_mask[::-1, ::-1])
     # image and mask are flipped alike: each mask pixel still lies on the same anatomy

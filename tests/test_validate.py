@@ -47,6 +47,11 @@ class Folder:
     def __init__(self, good: Path, tmp_path: Path):
         self.path = tmp_path / "shards"
         shutil.copytree(good, self.path)
+        if (self.path / "refrad2d" / "manifest.json").exists():
+            # the export's paths are absolute: a copied export is relocated, as documented
+            from refrad_builder.publish.refrad2d.export import relocate
+
+            relocate(self.path / "refrad2d")
 
     # --- shards.json and tars ---------------------------------------------------------------
 

@@ -1,9 +1,13 @@
 """The unified CT+MR label schema, derived from TotalSegmentator's own class maps.
 
-Ids 1..117 are TotalSegmentator ``total`` ids unchanged; the ``total_mr`` classes that
-``total`` lacks follow in ``total_mr`` order (lung_left, lung_right, vertebrae,
-intervertebral_discs: 121 classes, as RefRad2D merged them); the classical CPU backend's
-coarse classes (body, bone) come last. ``data/totalseg_class_map.json`` is a snapshot of
+Every class of RadGrounder's published merged label map (121 classes: the ``total`` classes
+with their TotalSegmentator ids, then lung_left, lung_right, intervertebral_discs, vertebrae
+from ``total_mr``) has exactly its published id, so ``<segNNN>`` means the same class as in
+RefRad2D. ``data/radgrounder_merged_label_map.json`` is a verbatim copy of that map
+(lmb-freiburg/radgrounder, ``radgrounder/dataset/segmentation/label_map/merged_label_map.json``,
+commit a8f332b; names and ids are facts). Classes the map lacks (any new TotalSegmentator
+class, then the classical CPU backend's coarse classes body, bone) get ids after the map's
+highest id, in generation order. ``data/totalseg_class_map.json`` is a snapshot of
 ``totalsegmentator.map_to_binary.class_map`` (regenerate with
 ``python -m refrad_builder.anatomy.labels --refresh`` where totalsegmentator is installed; a test
 compares the snapshot with the installed package when it is present).
@@ -21,6 +25,9 @@ from importlib import resources
 import numpy as np
 
 SCHEMA_NAME = "refrad-unified"
+# Bumped whenever ids change: r2 = ids of RadGrounder's published merged label map.
+SCHEMA_REVISION = "r2"
+PUBLISHED_MAP = "radgrounder_merged_label_map.json"
 EXTRA_CLASSES = ["body", "bone"]
 _SKELETON = re.compile(
     r"^(vertebrae_|rib_|sacrum|skull|sternum|costal_cartilages|humerus_|scapula_|"
@@ -105,6 +112,17 @@ def _load_json(name: str) -> dict:
 
 
 @lru_cache(maxsize=1)
+def published_label_map() -> dict[str, int]:
+    """RadGrounder's published merged label map (class name -> id), the committed copy."""
+    return {k: int(v) for k, v in _load_json(PUBLISHED_MAP).items()}
+
+
+def in_published_map(class_id: int) -> bool:
+    """Whether ``class_id`` is a class of RadGrounder's published map (may be a ``<seg>``)."""
+    return class_id in set(published_label_map().values())
+
+
+@lru_cache(maxsize=1)
 def schema() -> LabelSchema:
     """The unified label schema (cached)."""
     snap = _load_json("totalseg_class_map.json")
@@ -112,22 +130,35 @@ def schema() -> LabelSchema:
     names = [ts_maps["total"][i] for i in sorted(ts_maps["total"])]
     names += [n for _, n in sorted(ts_maps["total_mr"].items()) if n not in names]
     names += EXTRA_CLASSES
+    published = published_label_map()
+    ids = {n: published[n] for n in names if n in published}
+    next_id = max(published.values()) + 1
+    for n in names:
+        if n not in ids:
+            ids[n] = next_id
+            next_id += 1
     german = _load_json("anatomy_de.json")
     english = _load_json("anatomy_en.json")
-    classes = [
-        LabelClass(
-            id=i,
-            name=n,
-            en=english.get(n, n.replace("_", " ")),
-            de=german.get(n, n.replace("_", " ")),
-            side=_side(n),
-            parent=_parent(n),
-        )
-        for i, n in enumerate(names, start=1)
-    ]
-    if len(classes) > 255:
+    classes = sorted(
+        (
+            LabelClass(
+                id=ids[n],
+                name=n,
+                en=english.get(n, n.replace("_", " ")),
+                de=german.get(n, n.replace("_", " ")),
+                side=_side(n),
+                parent=_parent(n),
+            )
+            for n in names
+        ),
+        key=lambda c: c.id,
+    )
+    if len({c.id for c in classes}) != len(classes):
+        raise ValueError("unified schema ids are not unique")
+    if max(c.id for c in classes) > 255:
         raise ValueError("unified schema no longer fits a uint8 mask")
-    version = f"{SCHEMA_NAME}-{len(classes)}-{snap['source'].split(',')[0].replace(' ', '-')}"
+    source = snap["source"].split(",")[0].replace(" ", "-")
+    version = f"{SCHEMA_NAME}-{SCHEMA_REVISION}-{len(classes)}-{source}"
     return LabelSchema(version=version, classes=classes, ts_maps=ts_maps)
 
 

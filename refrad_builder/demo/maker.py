@@ -300,6 +300,9 @@ def make_demo(
         "demo": True,
         "inputs": {"dicom": [str(dicom_dir)], "reports": [str(reports_csv)]},
         "segment": {"precomputed": [str(seg_dir)]},
+        # every split gets patients of both modalities, so RadGrounder's train and
+        # evaluation scripts run on the demo export as it is
+        "shards": {"split_method": "balanced"},
     }
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     load_config(config_path)

@@ -193,8 +193,21 @@ class ShardsConfig(_Section):
     split_fractions: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
     )
+    split_method: Literal["hash", "balanced"] = Field(
+        default="hash",
+        description="hash: each patient's split from a keyed hash of its pseudonym (stable as "
+        "patients are added); balanced: the patients of each modality, in that hash order, "
+        "dealt to the splits by their fractions with at least one patient per split where "
+        "there are enough patients (small sets such as the demo; adding patients may move one)",
+    )
     export_refrad2d: bool = Field(
         default=True, description="also write the RefRad2D on-disk layout under refrad2d/"
+    )
+    refrad2d_min_box_area_px: int = Field(
+        default=0,
+        ge=0,
+        description="RefRad2D export: a class with fewer mask pixels in a slice gets no box "
+        "(0: every class in the mask gets its box, as RefRad2D's generator does)",
     )
 
 

@@ -26,6 +26,7 @@ from refrad_builder.publish.refrad2d.models import (
     Refrad2DLabelMap,
     Refrad2DManifest,
     Refrad2DReportRow,
+    Refrad2DSampledIndex,
     Refrad2DSegmentIndex,
     Refrad2DSnippetIndex,
 )
@@ -39,6 +40,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "report_analysis": ReportRecord,
     "refrad2d_report_row": Refrad2DReportRow,
     "refrad2d_segment_index": Refrad2DSegmentIndex,
+    "refrad2d_sampled_index": Refrad2DSampledIndex,
     "refrad2d_snippet_index": Refrad2DSnippetIndex,
     "refrad2d_label_map": Refrad2DLabelMap,
     "refrad2d_manifest": Refrad2DManifest,

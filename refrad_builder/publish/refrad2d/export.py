@@ -6,10 +6,25 @@ Under the export root (one folder per RadGrounder environment variable, see
     dicoms_anon/{id[:2]}/{id}.dcm.zst              REFRAD2D_DICOM_DIR
     refrad2d_vqa_dataset.parquet                   REFRAD2D_VQA_PARQUET
     refrad2d_segment/rsopid_2_segment_v3_{ct,mr}.json  REFRAD2D_SEGMENT_DIR
-    refrad2d_segment/masks/{id[:2]}/{id}.npy       (segment_slice_path, root-relative)
+    refrad2d_segment/refrad2d_sampled_dataset_v3_{ct,mr}.json  (grounded-VQA slice index)
+    refrad2d_segment/masks/{id[:2]}/{id}.npy       (segment_slice_path, absolute)
+    refrad2d_segment/images/{id[:2]}/{id}.npy      (scan_slice_path, absolute; float32 HU/raw)
     splits/filtered_{ct,mr}_splits/snippet2rsopids_{split}_{ct,mr}_only.json  REFRAD2D_SPLIT_DIR
     label_map.json                                 REFRAD2D_LABEL_MAP
+    radgrounder.env                                (``export REFRAD2D_...=<absolute path>``)
     manifest.json
+
+RadGrounder's loaders ``np.load`` the mask and image paths of the JSON indexes as they are, so
+those paths are absolute (the export root at export time, ``manifest.json`` ``root``); after
+moving an export run ``refrad export relocate DIR`` (:func:`relocate`), which rewrites them.
+
+Contract with RadGrounder's dataset classes (checked by ``refrad validate``): every text field
+of both languages is a string (the report's text in its language, the translation made by the
+text stage in the other, ``""`` only where nothing exists), never null; every language has at
+least one VQA item; boxes are one union box per class present in the mask (as RefRad2D's
+generator makes them; ``min_box_area_px`` can leave out smaller classes); keywords are the
+grounded phrases of published classes present in the mask that occur in that language's
+``CleanedSentence``; snippet keys carry their modality so CT and MR never share one.
 
 ``id`` is the sample key (the slice id). The ``.dcm.zst`` is the de-identified DICOM file of
 that slice, found by InstanceNumber among its series' deid files. RadGrounder reads every
@@ -24,6 +39,7 @@ level), and every file is written atomically; files of slices no longer exported
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,7 +54,7 @@ from pydantic import BaseModel
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
-from refrad_builder.anatomy.labels import LabelSchema, schema
+from refrad_builder.anatomy.labels import LabelSchema, in_published_map, schema
 from refrad_builder.engine.io import atomic_write_bytes, atomic_write_via, dumps
 from refrad_builder.engine.records import SCHEMA_VERSION, ReportRecord, Sample, TextRecord, VQAItem
 from refrad_builder.imaging.png import decode_png
@@ -47,6 +63,7 @@ from refrad_builder.publish.refrad2d.models import (
     Refrad2DLanguage,
     Refrad2DManifest,
     Refrad2DReportRow,
+    Refrad2DSampledEntry,
     Refrad2DSegmentEntry,
     Refrad2DVQA,
 )
@@ -58,6 +75,15 @@ DICOM_DIR = "dicoms_anon"
 REPORTS_FILE = "refrad2d_vqa_dataset.parquet"
 SEGMENT_DIR = "refrad2d_segment"
 MASK_DIR = f"{SEGMENT_DIR}/masks"
+IMAGE_DIR = f"{SEGMENT_DIR}/images"
+ENV_FILE = "radgrounder.env"
+PATH_FIELDS = ("segment_slice_path", "scan_slice_path")
+BOX_RULE = "one union box per class present in the mask (RefRad2D extract_all_bboxes, merged)"
+KEYWORD_RULE = (
+    "grounded phrases of classes in RadGrounder's published label map that are present in the "
+    "mask and occur in that language's CleanedSentence (RefRad2D get_matching_keywords)"
+)
+SNIPPET_KEY_RULE = "'[CT] ' or '[MR] ' followed by the report sentences"
 SPLIT_DIR = "splits"
 LABEL_MAP_FILE = "label_map.json"
 MANIFEST_FILE = "manifest.json"
@@ -288,17 +314,59 @@ def report_snippets(sample: Sample, report: ReportRecord | None) -> list[str]:
     return []
 
 
-def keywords(grounded: list[str], label_schema: LabelSchema) -> list[tuple[str, str, int]]:
-    """``(phrase, class_name, class_id)`` of every grounded phrase, first occurrence order."""
-    out: list[tuple[str, str, int]] = []
-    seen: set[tuple[str, int]] = set()
+def translation(sample: Sample, report: ReportRecord | None, snippets: list[str]) -> str:
+    """The text stage's translation of the linked report text into the other language.
+
+    Both generators put it first among the other language's captions (the rules' finding
+    summary, or the model's checked translation before it), and always end that list with the
+    descriptive caption of the slice; "" when the slice has no linked report text or no
+    translation was made.
+    """
+    if report is None or not snippets:
+        return ""
+    other = "en" if report.language == "de" else "de"
+    captions = sample.captions.get(other, [])
+    return _clean(captions[0]) or "" if len(captions) >= 2 else ""
+
+
+def mask_boxes(mask: np.ndarray, min_area: int = 0) -> list[tuple[int, int, int, int, int]]:
+    """``[x_min, y_min, x_max, y_max, class_id]`` of every class in ``mask`` (max edges
+    exclusive, one union box per class as RefRad2D's generator merges them), ascending class
+    id; classes with fewer than ``min_area`` pixels get none."""
+    out = []
+    ids, areas = np.unique(mask, return_counts=True)
+    for cid, area in zip(ids.tolist(), areas.tolist(), strict=True):
+        if cid == 0 or area < min_area:
+            continue
+        ys, xs = np.nonzero(mask == cid)
+        out.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, cid))
+    return out
+
+
+def keywords(
+    grounded: list[str], caption: str, present: set[int], label_schema: LabelSchema
+) -> list[tuple[str, str, int]]:
+    """``(phrase, class_name, class_id)`` as RefRad2D's generator keeps them: grounded phrases
+    of published classes present in the mask that occur in ``caption``, shortest first, a
+    phrase left out when it occurs in one already kept."""
+    found: list[tuple[str, str, int]] = []
     for text in grounded:
         for class_id, _bins, phrase in grounding.parse(text):
             cls = label_schema.by_id.get(class_id)
-            if cls is None or (phrase, class_id) in seen:
+            if (
+                cls is None
+                or not in_published_map(class_id)
+                or class_id not in present
+                or phrase not in caption
+                or (phrase, cls.name, class_id) in found
+            ):
                 continue
-            seen.add((phrase, class_id))
-            out.append((phrase, cls.name, class_id))
+            found.append((phrase, cls.name, class_id))
+    found.sort(key=lambda k: len(k[0]))
+    out: list[tuple[str, str, int]] = []
+    for kw in found:
+        if not any(kw[0] in kept[0] for kept in out):
+            out.append(kw)
     return out
 
 
@@ -312,19 +380,24 @@ def _vqa(item: VQAItem) -> Refrad2DVQA:
 
 
 def report_row(item: ExportItem, snippets: list[str]) -> Refrad2DReportRow:
-    """The Parquet row of one exported slice."""
+    """The Parquet row of one exported slice: text fields in both languages, never null."""
     s = item.sample
+    report = item.report
     blocks = {}
     for lang, key in LANGUAGES.items():
         vqa = [v for v in s.vqa if v.language == lang]
-        own = item.report is not None and item.report.language == lang
-        sections = item.report.sections if own and item.report else {}
+        own = report is not None and report.language == lang
+        sections = report.sections if own and report is not None else {}
+        if own:
+            sentence = _clean(" ".join(snippets)) or ""
+        else:
+            sentence = translation(s, report, snippets)
         blocks[key] = Refrad2DLanguage(
             dicom_vqa=[_vqa(v) for v in vqa if v.source == "metadata"],
             snippet_vqa=[_vqa(v) for v in vqa if v.source != "metadata"],
-            CleanedSentence=_clean(" ".join(snippets)) if own else None,
-            ReportFragestellungCleaned=_clean(sections.get("question")),
-            ReportKlinischeAngabenCleaned=_clean(sections.get("clinical_info")),
+            CleanedSentence=sentence,
+            ReportFragestellungCleaned=_clean(sections.get("question")) or "",
+            ReportKlinischeAngabenCleaned=_clean(sections.get("clinical_info")) or "",
         )
     return Refrad2DReportRow(
         rsopid=s.key,
@@ -379,6 +452,29 @@ def mask_relpath(key: str) -> str:
     return f"{MASK_DIR}/{key[:2]}/{key}.npy"
 
 
+def image_relpath(key: str) -> str:
+    """The root-relative path of slice ``key``'s float32 image (the grounded-VQA classes')."""
+    return f"{IMAGE_DIR}/{key[:2]}/{key}.npy"
+
+
+def sampled_relpath(modality: str) -> str:
+    """The root-relative path of a modality's (``ct``/``mr``) sampled-slice index."""
+    return f"{SEGMENT_DIR}/refrad2d_sampled_dataset_v3_{modality}.json"
+
+
+def snippet_key(modality: str, text: str) -> str:
+    """The snippet key of report text ``text`` in the ``ct``/``mr`` files (unique per modality)."""
+    return f"[{modality.upper()}] {text}"
+
+
+def _env(root: Path) -> bytes:
+    lines = [
+        "# RadGrounder's data variables for this export (source it: . radgrounder.env)",
+        *(f"export {var}={root / rel}" for var, rel in RADGROUNDER_PATHS.items()),
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def snippet_relpath(modality: str, split: str) -> str:
     """The root-relative path of a modality's (``ct``/``mr``) snippet index of ``split``."""
     return f"{SPLIT_DIR}/filtered_{modality}_splits/snippet2rsopids_{split}_{modality}_only.json"
@@ -389,14 +485,30 @@ def segment_relpath(modality: str) -> str:
     return f"{SEGMENT_DIR}/rsopid_2_segment_v3_{modality}.json"
 
 
-def export_refrad2d(items: list[ExportItem], work: Path, target: Path) -> dict[str, int]:
+RADGROUNDER_PATHS = {
+    "REFRAD2D_DICOM_DIR": DICOM_DIR,
+    "REFRAD2D_VQA_PARQUET": REPORTS_FILE,
+    "REFRAD2D_SEGMENT_DIR": SEGMENT_DIR,
+    "REFRAD2D_SPLIT_DIR": SPLIT_DIR,
+    "REFRAD2D_LABEL_MAP": LABEL_MAP_FILE,
+}
+
+
+def export_refrad2d(
+    items: list[ExportItem],
+    work: Path,
+    target: Path,
+    min_box_area_px: int = 0,
+    split_method: str = "hash",
+    splits: tuple[str, ...] = SPLITS,
+) -> dict[str, int]:
     """Write the RefRad2D layout for ``items`` under ``target`` and return counts.
 
-    Counts: ``slices`` exported (each with its ``.dcm.zst``, mask and rows), ``ct``/``mr``,
-    ``reoriented`` (DICOM grid differs from the stored one), ``snippets`` and
+    Counts: ``slices`` exported (each with its ``.dcm.zst``, mask, image and rows),
+    ``ct``/``mr``, ``reoriented`` (DICOM grid differs from the stored one), ``snippets`` and
     ``snippet_links``, ``skipped:<reason>`` for slices left out, ``stale_removed``.
     """
-    work, target = Path(work), Path(target)
+    work, target = Path(work), Path(target).resolve()
     label_schema = schema()
     counts: Counter[str] = Counter()
     keys = [it.sample.key for it in items]
@@ -409,6 +521,7 @@ def export_refrad2d(items: list[ExportItem], work: Path, target: Path) -> dict[s
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
     rows: list[dict[str, Any]] = []
     segments: dict[str, dict[str, Any]] = {m: {} for m in MODALITIES.values()}
+    sampled: dict[str, dict[str, Any]] = {m: {} for m in MODALITIES.values()}
     snippets: dict[tuple[str, str], dict[str, set[str]]] = {
         (m, split): {} for m in MODALITIES.values() for split in SPLITS
     }
@@ -429,24 +542,55 @@ def export_refrad2d(items: list[ExportItem], work: Path, target: Path) -> dict[s
         if mask.dtype != np.uint8 or mask.shape != (s.height, s.width):
             counts["skipped:bad_mask"] += 1
             continue
+        stored = decode_png((work / item.image_png).read_bytes())
+        if stored.shape != (s.height, s.width):
+            counts["skipped:bad_image"] += 1
+            continue
+        image = stored.astype(np.float32) * np.float32(s.rescale_slope) + np.float32(
+            s.rescale_intercept
+        )
 
         dcm = dicom_path(target, s.key)
         _write(dcm, compressor.compress(header.path.read_bytes()))
+        dicom_mask = gmap.array(mask)
         npy = target / mask_relpath(s.key)
-        _write(npy, _npy(gmap.array(mask)))
-        written |= {dcm, npy}
+        _write(npy, _npy(dicom_mask))
+        img = target / image_relpath(s.key)
+        _write(img, _npy(gmap.array(image)))
+        written |= {dcm, npy, img}
 
         parts = [p for p in (_clean(t) for t in report_snippets(s, item.report)) if p]
-        rows.append(report_row(item, parts).model_dump(mode="json"))
+        row = report_row(item, parts)
+        rows.append(row.model_dump(mode="json"))
+        boxes = mask_boxes(dicom_mask, min_box_area_px)
+        present = {int(c) for c in np.unique(dicom_mask) if c}
         segments[modality][s.key] = Refrad2DSegmentEntry(
-            bboxes=[(*gmap.box(b.bbox, s.height, s.width), b.class_id) for b in s.boxes],
-            keywords_eng=keywords(s.grounded_captions.get("en", []), label_schema),
-            keywords_de=keywords(s.grounded_captions.get("de", []), label_schema),
-            segment_slice_path=mask_relpath(s.key),
+            bboxes=boxes,
+            keywords_eng=keywords(
+                s.grounded_captions.get("en", []),
+                row.english.CleanedSentence,
+                present,
+                label_schema,
+            ),
+            keywords_de=keywords(
+                s.grounded_captions.get("de", []),
+                row.german.CleanedSentence,
+                present,
+                label_schema,
+            ),
+            segment_slice_path=str(npy),
+        ).model_dump(mode="json")
+        sampled[modality][s.key] = Refrad2DSampledEntry(
+            rsopid=s.key,
+            slice_id=s.key,
+            modality=s.modality,
+            scan_slice_path=str(img),
+            segment_slice_path=str(npy),
+            bboxes=[b for b in boxes if in_published_map(b[4])],
         ).model_dump(mode="json")
         index = snippets.setdefault((modality, s.split), {})
-        for part in parts:
-            index.setdefault(part, set()).add(s.key)
+        if parts:
+            index.setdefault(snippet_key(modality, " ".join(parts)), set()).add(s.key)
         counts["slices"] += 1
         counts[modality] += 1
         counts["reoriented"] += 0 if gmap.identity else 1
@@ -460,6 +604,7 @@ def export_refrad2d(items: list[ExportItem], work: Path, target: Path) -> dict[s
     )
     for modality, entries in segments.items():
         _write(target / segment_relpath(modality), _json(entries))
+        _write(target / sampled_relpath(modality), _json(sampled[modality]))
     for (modality, split), index in sorted(snippets.items()):
         out = {text: sorted(ids) for text, ids in index.items()}
         _write(target / snippet_relpath(modality, split), _json(out))
@@ -470,6 +615,7 @@ def export_refrad2d(items: list[ExportItem], work: Path, target: Path) -> dict[s
 
     counts["stale_removed"] = _remove_stale(target / DICOM_DIR, "*/*.dcm.zst", written)
     counts["stale_removed"] += _remove_stale(target / MASK_DIR, "*/*.npy", written)
+    counts["stale_removed"] += _remove_stale(target / IMAGE_DIR, "*/*.npy", written)
     keep_splits = {target / snippet_relpath(m, split) for m, split in snippets}
     counts["stale_removed"] += sum(
         _remove_stale(target / SPLIT_DIR / f"filtered_{m}_splits", "*.json", keep_splits)
@@ -481,13 +627,44 @@ def export_refrad2d(items: list[ExportItem], work: Path, target: Path) -> dict[s
         label_schema=label_schema.version,
         zstd_level=ZSTD_LEVEL,
         counts={k: v for k, v in result.items() if k != "stale_removed"},
-        paths={
-            "REFRAD2D_DICOM_DIR": DICOM_DIR,
-            "REFRAD2D_VQA_PARQUET": REPORTS_FILE,
-            "REFRAD2D_SEGMENT_DIR": SEGMENT_DIR,
-            "REFRAD2D_SPLIT_DIR": SPLIT_DIR,
-            "REFRAD2D_LABEL_MAP": LABEL_MAP_FILE,
-        },
+        root=str(target),
+        paths=dict(RADGROUNDER_PATHS),
+        boxes=BOX_RULE,
+        min_box_area_px=min_box_area_px,
+        keywords=KEYWORD_RULE,
+        snippet_keys=SNIPPET_KEY_RULE,
+        split_method=split_method,
+        splits=list(splits),
     )
+    _write(target / ENV_FILE, _env(target))
     _write(target / MANIFEST_FILE, _json(manifest.model_dump(mode="json")))
     return result
+
+
+def relocate(root: Path) -> int:
+    """Point the absolute paths of an export that was moved or copied to ``root`` at ``root``.
+
+    Rewrites ``segment_slice_path``/``scan_slice_path`` of the segment and sampled-slice
+    indexes, ``radgrounder.env`` and the manifest's ``root``; returns the number of paths
+    changed. Paths that do not start with the recorded root are left as they are.
+    """
+    root = Path(root).resolve()
+    manifest_path = root / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    old = manifest["root"].rstrip("/") + "/"
+    changed = 0
+    for pattern in ("rsopid_2_segment_v3_*.json", "refrad2d_sampled_dataset_v3_*.json"):
+        for path in sorted((root / SEGMENT_DIR).glob(pattern)):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for entry in data.values():
+                for field in PATH_FIELDS:
+                    value = entry.get(field)
+                    if isinstance(value, str) and value.startswith(old):
+                        new = str(root / value[len(old) :])
+                        changed += new != value
+                        entry[field] = new
+            _write(path, _json(data))
+    manifest["root"] = str(root)
+    _write(root / ENV_FILE, _env(root))
+    _write(manifest_path, _json(manifest))
+    return changed

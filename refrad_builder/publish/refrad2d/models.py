@@ -34,16 +34,18 @@ class Refrad2DLanguage(_Entry):
     snippet_vqa: list[Refrad2DVQA] = Field(
         description="questions about what the slice shows (presence) and the report (findings)"
     )
-    CleanedSentence: str | None = Field(
-        default=None,
-        description="the report sentences linked to the slice (de-identified), or null when "
-        "the report is in the other language or none is linked",
+    CleanedSentence: str = Field(
+        description="the report sentences linked to the slice (de-identified) in the report's "
+        'language, their translation in the other language, or "" when none is linked '
+        "or no translation was made; never null"
     )
-    ReportFragestellungCleaned: str | None = Field(
-        default=None, description="the report's question/indication section, or null"
+    ReportFragestellungCleaned: str = Field(
+        description='the report\'s question/indication section, "" where there is none in '
+        "this language; never null"
     )
-    ReportKlinischeAngabenCleaned: str | None = Field(
-        default=None, description="the report's clinical-information section, or null"
+    ReportKlinischeAngabenCleaned: str = Field(
+        description='the report\'s clinical-information section, "" where there is none in '
+        "this language; never null"
     )
 
 
@@ -72,7 +74,8 @@ class Refrad2DSegmentEntry(_Entry):
         description="[keyword, class_name, class_id]: German phrases grounded in the slice"
     )
     segment_slice_path: str = Field(
-        description="the (H, W) uint8 label mask (.npy), relative to the export root"
+        description="absolute path of the (H, W) uint8 label mask (.npy), written at export "
+        "time; `refrad export relocate` rewrites it after the export is moved"
     )
 
 
@@ -80,8 +83,32 @@ class Refrad2DSegmentIndex(RootModel[dict[str, Refrad2DSegmentEntry]]):
     """``rsopid_2_segment_v3_{ct,mr}.json``: slice id -> boxes, keywords and mask path."""
 
 
+class Refrad2DSampledEntry(_Entry):
+    """One slice of ``refrad2d_sampled_dataset_v3_{ct,mr}.json`` (the grounded-VQA index)."""
+
+    rsopid: str = Field(description="the slice id (the report row and DICOM file)")
+    slice_id: str = Field(description="the same id under this project's name")
+    modality: str
+    scan_slice_path: str = Field(
+        description="absolute path of the (H, W) float32 .npy slice image (HU for CT, raw "
+        "values for MR, rescale applied) on the DICOM file's pixel grid"
+    )
+    segment_slice_path: str = Field(description="absolute path of the slice's label mask")
+    bboxes: list[tuple[int, int, int, int, int]] = Field(
+        description="[x_min, y_min, x_max, y_max, class_id] in pixels of the classes of "
+        "RadGrounder's published label map only; max edges exclusive"
+    )
+
+
+class Refrad2DSampledIndex(RootModel[dict[str, Refrad2DSampledEntry]]):
+    """``refrad2d_sampled_dataset_v3_{ct,mr}.json``: slice name -> image, mask, boxes."""
+
+
 class Refrad2DSnippetIndex(RootModel[dict[str, list[str]]]):
-    """``snippet2rsopids_{split}_{ct,mr}_only.json``: report sentence -> slice ids showing it."""
+    """``snippet2rsopids_{split}_{ct,mr}_only.json``: snippet key -> slice ids showing it.
+
+    The key is the report sentence prefixed with its modality (``[CT] ...``), so the CT and MR
+    files never share a key (RadGrounder merges them as ``{**ct, **mr}``)."""
 
 
 class Refrad2DLabelMap(RootModel[dict[str, int]]):
@@ -95,6 +122,21 @@ class Refrad2DManifest(_Entry):
     label_schema: str
     zstd_level: int
     counts: dict[str, int]
+    root: str = Field(
+        description="absolute path of the export root the file paths in the indexes start "
+        "with (`refrad export relocate DIR` rewrites them and this after a move)"
+    )
     paths: dict[str, str] = Field(
         description="RadGrounder environment variable -> path relative to the export root"
     )
+    boxes: str = Field(description="how boxes are made (one per mask class, as RefRad2D)")
+    min_box_area_px: int = Field(
+        ge=0, description="classes with fewer mask pixels than this get no box (0: every class)"
+    )
+    keywords: str = Field(description="which grounded phrases become keywords")
+    snippet_keys: str = Field(description="how snippet keys are formed")
+    split_method: str = Field(
+        description="how patients were split (shards.split_method); 'balanced' promises every "
+        "split of each modality a patient when the modality has enough patients"
+    )
+    splits: list[str] = Field(description="the splits patients were dealt to (non-zero fraction)")
