@@ -332,9 +332,6 @@ def deidentify_series(
         return _drop(skipped)
     if skipped:
         log.info("deid skipped %d file(s) of a series: %s", sum(skipped.values()), dict(skipped))
-    # TODO: a safe-private allow-list (PS3.15 E.3.10); until then every private goes.
-    if options.retain_safe_private and stats.get("private_removed"):
-        log.info("deid removed %d private element(s) (no safe list yet)", stats["private_removed"])
     keep_chars = options.retain_patient_characteristics
     pseudonyms = {
         "patient_id": ids.patient_id,

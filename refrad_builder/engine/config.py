@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SECRET_ENV = "REFRAD_SECRET"
 SECRET_FILE_ENV = "REFRAD_SECRET_FILE"
@@ -53,7 +53,12 @@ class DeidConfig(_Section):
     retain_longitudinal_dates: bool = True
     date_shift_max_days: int = 365
     retain_patient_characteristics: bool = True
-    retain_safe_private: bool = False
+    retain_safe_private: bool = Field(
+        default=False,
+        description="Retain Safe Private option: keep the private attributes of PS3.15 Table "
+        "E.3.10-1 (creator, element and VR must match; their creator elements with them); "
+        "off: every private attribute is removed",
+    )
     drop_burned_in: bool = True
     clean_descriptors: bool = Field(
         default=False,
@@ -70,6 +75,23 @@ class DeidConfig(_Section):
         description="write a CSV mapping originals to pseudonyms here (owner-only, 0600); "
         "must lie outside work_dir and out_dir; off by default",
     )
+
+    @model_validator(mode="after")
+    def _no_idle_options(self) -> DeidConfig:
+        """An option that would be accepted and do nothing is refused, with the reason."""
+        if self.ocr_check and not self.drop_burned_in:
+            raise ValueError(
+                "deid.ocr_check does nothing when deid.drop_burned_in is false (every "
+                "instance is kept without a check): set drop_burned_in: true or ocr_check: false"
+            )
+        if "date_shift_max_days" in self.model_fields_set and not self.retain_longitudinal_dates:
+            raise ValueError(
+                "deid.date_shift_max_days does nothing when deid.retain_longitudinal_dates is "
+                "false (dates are removed, not shifted): drop one of the two settings"
+            )
+        if self.date_shift_max_days < 0:
+            raise ValueError("deid.date_shift_max_days must be 0 (full dates) or more")
+        return self
 
 
 class ReportConfig(_Section):
