@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydicom.datadict import get_entry
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword, get_entry
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -225,18 +225,39 @@ def _values(value) -> list[str]:
     return [str(value)]
 
 
+@functools.lru_cache(maxsize=4096)
+def _keyword(tag: int) -> str:
+    """The data dictionary keyword of ``tag`` ("" for private and unknown tags), as
+    ``DataElement.keyword`` gives it."""
+    return dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
+
+
 def apply_actions(ds: Dataset, ctx: ActionContext) -> None:
     """De-identify ``ds`` in place with the table, recursing into kept sequences."""
     safe = ctx.safe_private.kept_tags(ds) if ctx.safe_private is not None else frozenset()
     for tag in list(ds.keys()):
-        elem = ds[tag]
+        # the element as read: an unchanged raw one is written back as its original bytes
+        # (source._materialize checked it and kept its VR); converted only when its value
+        # is read or replaced
+        elem = ds.get_item(tag)
         vr = elem.VR
+        if elem.is_raw and vr is None:
+            elem = ds[tag]
+            vr = elem.VR
         if tag in safe:
             ctx.stats["private_kept"] += 1
             # a listed UID (an analysed series, a bookmark) is an instance UID: remapped
             action = "U" if vr in ("UI", "SQ") else "K"
         else:
-            action = decide(tag, elem.keyword, vr, ctx)
+            action = decide(tag, _keyword(int(tag)), vr, ctx)
+        if action == "X":
+            del ds[tag]
+            ctx.stats["removed"] += 1
+            continue
+        if action == "K" and vr != "SQ":
+            continue
+        if elem.is_raw:
+            elem = ds[tag]
         if action == CLEAN:
             texts = _values(elem.value)
             if ctx.cleaner is not None and all(ctx.cleaner(t) for t in texts):
