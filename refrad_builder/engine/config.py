@@ -100,6 +100,40 @@ class ReportConfig(_Section):
     languages: list[str] = Field(default_factory=lambda: ["de", "en"])
     default_language: str = "en"
     langdetect_seed: int = 0
+    learned_recognizer: Path | None = Field(
+        default=None,
+        description="a local transformers token-classification model folder whose PHI spans "
+        "are unioned with the rules (the deid-learned extra; nothing is downloaded)",
+    )
+    learned_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="the model's entity labels mapped to PHI kinds (NAME, DATE, ID, PHONE, "
+        "EMAIL, URL, ADDR, INST, AGE); empty: common labels (PER, DATE, LOC, ORG, ...)",
+    )
+    surrogates: bool = Field(
+        default=False,
+        description="replace PHI with realistic keyed surrogates of the same kind (dates "
+        "shifted like the DICOM dates) instead of placeholders",
+    )
+    llm_phi: bool = Field(
+        default=False,
+        description="also ask the configured LLM (llm.*) for PHI spans, unioned with the rules",
+    )
+
+    @model_validator(mode="after")
+    def _check_learned(self) -> ReportConfig:
+        """Fail fast: a model folder that is not there, or labels without a model."""
+        if self.learned_recognizer is not None:
+            path = Path(self.learned_recognizer).expanduser()
+            if not (path / "config.json").is_file():
+                raise ValueError(
+                    f"report.learned_recognizer: no model folder with a config.json at {path} "
+                    "(a local transformers token-classification model saved with "
+                    "save_pretrained, tokenizer included; nothing is downloaded)"
+                )
+        elif self.learned_labels:
+            raise ValueError("report.learned_labels does nothing without report.learned_recognizer")
+        return self
 
 
 class VolumeConfig(_Section):

@@ -59,6 +59,7 @@ from refrad_builder.reports.presidio_engine import GENERIC_INST_FOLDED, find_dat
 
 __all__ = [
     "PLACEHOLDERS",
+    "ScrubOptions",
     "ScrubResult",
     "find_dates",
     "known_phi_hashes",
@@ -404,11 +405,15 @@ def _extend(text: str, s: int, e: int, kind: str) -> tuple[int, int, str]:
 
 
 def _pattern_spans(
-    text: str, lang: str, known: set[str], secret: bytes | None
+    text: str,
+    lang: str,
+    known: set[str],
+    secret: bytes | None,
+    learned: presidio_engine.Learned = None,
 ) -> list[tuple[int, int, str]]:
     readings = {(s, e): cands for s, e, cands in find_dates(text, lang)}
     out = []
-    for s, e, kind in presidio_engine.analyze(text, lang):
+    for s, e, kind in presidio_engine.analyze(text, lang, learned):
         if kind == "DATE":
             cands = readings.get((s, e), [])
             birth_year = re.fullmatch(r"\d{4}", text[s:e]) is not None
@@ -451,6 +456,24 @@ def _merge(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int,
 
 
 @dataclass(frozen=True)
+class ScrubOptions:
+    """The optional parts of scrubbing; the defaults are rules and placeholders only.
+
+    ``learned``: a local transformer model's spans unioned with the rules
+    (:mod:`refrad_builder.reports.learned`); ``extra``: spans found elsewhere (the optional
+    LLM pass), unioned the same way; ``surrogates``: replace each span with a realistic
+    surrogate of its kind instead of a placeholder
+    (:mod:`refrad_builder.reports.surrogates`), dates shifted by ``date_shift`` days (the
+    patient's DICOM shift; None: dates become placeholders).
+    """
+
+    learned: presidio_engine.Learned = None
+    extra: tuple[tuple[int, int, str], ...] = ()
+    surrogates: bool = False
+    date_shift: int | None = None
+
+
+@dataclass(frozen=True)
 class ScrubResult:
     """A scrubbed text, the replacement counts by type, and the replaced spans.
 
@@ -481,6 +504,7 @@ def scrub(
     known_phi: Iterable[str] | None = None,
     secret: bytes | None = None,
     lang: str = "en",
+    options: ScrubOptions | None = None,
 ) -> ScrubResult:
     """De-identify one report text (``lang``: ``de`` or ``en``).
 
@@ -489,25 +513,39 @@ def scrub(
     BIRTH_DATE (a date whose hash is a known DATE, or a year after a birth word), INST,
     ADDR, EMAIL, URL, PHONE, AGE; one count per placeholder written.
     """
+    options = options or ScrubOptions()
     known = set(known_phi or ())
     if known and secret is None:
         raise ValueError("known PHI hashes need the secret they were made with")
+    if options.surrogates and secret is None:
+        raise ValueError("surrogates are keyed: they need the run's secret")
     lang = "de" if lang == "de" else "en"
-    spans = _pattern_spans(text, lang, known, secret)
+    spans = _pattern_spans(text, lang, known, secret, options.learned)
     if known and secret is not None:
         spans += _Known(known, secret).spans(text)
+    spans += [(s, e, k) for s, e, k in options.extra if 0 <= s < e <= len(text)]
     merged = _merge(text, spans)
     counts = Counter(kind for _, _, kind in merged)
-    return ScrubResult(apply_spans(text, merged, lang), dict(sorted(counts.items())), tuple(merged))
+    if options.surrogates and secret is not None:
+        from refrad_builder.reports.surrogates import apply_surrogates
+
+        out = apply_surrogates(text, merged, lang, secret, options.date_shift)
+    else:
+        out = apply_spans(text, merged, lang)
+    return ScrubResult(out, dict(sorted(counts.items())), tuple(merged))
 
 
 def scrub_known(
-    text: str, known_phi: Iterable[str] | None, secret: bytes | None, lang: str
+    text: str,
+    known_phi: Iterable[str] | None,
+    secret: bytes | None,
+    lang: str,
+    options: ScrubOptions | None = None,
 ) -> tuple[str, dict[str, int]]:
     """De-identify a report text; returns (scrubbed text, counts of replacements by type).
 
     The same as :func:`scrub` without the spans (the report stage and ``refrad report
     analyze`` call this).
     """
-    result = scrub(text, known_phi, secret, lang)
+    result = scrub(text, known_phi, secret, lang, options)
     return result.text, result.counts
