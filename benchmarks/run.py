@@ -7,6 +7,9 @@
   bytes.
 - llm: the LLM client's throughput against a loopback server's own ceiling
   (``llm_client.py``; target: at least 0.8 of the ceiling).
+- deid (benchmarks/deid_speed.py): de-identifying 200 real J2K CT files against dicognito
+  on the same files (throughput ratio by CPU time; target: at least 1.5x dicognito; skipped
+  without dicognito, the ``bench`` extra).
 - read: reading the demo shards through webdataset in a torch DataLoader (2 workers) vs plain
   sequential ``tarfile`` + PIL (``read_speed.py``; skipped without torch, the ``bench`` extra).
 """
@@ -81,8 +84,22 @@ def bench_read_rows() -> list[tuple[str, float, float, float | None]]:
     return [("shard read: DataLoader(2 workers, batches) vs tarfile", ours, base, None)]
 
 
+def bench_deid_rows() -> list[tuple[str, float, float, float | None]]:
+    try:
+        import dicognito  # noqa: F401
+    except ImportError:
+        print("deid benchmark skipped: dicognito is not installed (pip install '.[bench]')")
+        return []
+    from deid_speed import TARGET, bench_deid
+
+    n, ours, theirs = bench_deid()
+    # as CPU times for the same files: ours must take at most 1/TARGET of dicognito's
+    return [(f"deid {n} J2K CT files vs dicognito (CPU)", ours[0], theirs[0], 1 / TARGET)]
+
+
 def main() -> None:
     rows = volume_rows(run_volume())
+    rows += bench_deid_rows()
     rows.append(("shard write vs plain tarfile", *bench_shards(), 1 / 0.8))
     rows += bench_read_rows()
     from llm_client import REQUESTS, SERVER_SLOTS, bench_client

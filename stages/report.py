@@ -15,6 +15,7 @@ from typing import Any
 import pydicom
 from polars.exceptions import OutOfBoundsError
 
+from refrad_builder.deid.dataset import series_date_shift
 from refrad_builder.deid.pseudo import keyed_hex
 from refrad_builder.engine.config import stable_hash
 from refrad_builder.engine.records import ReportRecord, StudyRecord
@@ -24,6 +25,8 @@ from refrad_builder.inputs.report_table import ReportTableError, report_row
 from refrad_builder.inputs.walk import InputFileMissing, change_key, open_input
 from refrad_builder.reports.analyze import build_record
 from refrad_builder.reports.language import normalize_language
+from refrad_builder.reports.learned import learned_spec
+from refrad_builder.reports.scrub import ScrubOptions
 from refrad_builder.reports.sr import sr_text
 
 
@@ -93,14 +96,13 @@ class ReportStage(Stage):
                 )
             else:
                 text_fp = self._text_fingerprint(ref.table, ref.row)
+            parts = [fps.get(study.study_id), study.study_id, text_fp]
+            if self.ctx.config.report.surrogates:
+                # surrogate dates follow the DICOM date shift, which the deid section sets
+                deid = self.ctx.config.deid
+                parts.append([deid.retain_longitudinal_dates, deid.date_shift_max_days])
             items.append(
-                WorkItem(
-                    id=study.study_id,
-                    payload=payload,
-                    input_fingerprint=stable_hash(
-                        [fps.get(study.study_id), study.study_id, text_fp]
-                    ),
-                )
+                WorkItem(id=study.study_id, payload=payload, input_fingerprint=stable_hash(parts))
             )
         return items
 
@@ -153,10 +155,24 @@ class ReportStage(Stage):
             secret=self.ctx.secret,
             seed=cfg.langdetect_seed,
             default_language=cfg.default_language,
+            scrub_options=self._scrub_options(p["patient_id"]),
         )
         if record.language not in cfg.languages:
             return Drop("language_not_configured", detail=record.language)
         return record
+
+    def _scrub_options(self, patient_id: str) -> ScrubOptions:
+        """The optional scrubbing parts the report section turns on (rules and placeholders
+        alone by default)."""
+        cfg = self.ctx.config.report
+        shift = None
+        if cfg.surrogates:
+            shift = series_date_shift(self.ctx.secret, patient_id, self.ctx.config.deid)
+        return ScrubOptions(
+            learned=learned_spec(cfg.learned_recognizer, cfg.learned_labels),
+            surrogates=cfg.surrogates,
+            date_shift=shift,
+        )
 
 
 STAGE = ReportStage

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydicom.datadict import get_entry
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword, get_entry
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -19,6 +19,7 @@ from pydicom.uid import UID_dictionary
 
 from refrad_builder.deid.profile import CLEANABLE_VRS, Profile
 from refrad_builder.deid.pseudo import shift_da, uid_from
+from refrad_builder.deid.safe_private import SafePrivateTable
 
 DICOM_ROOT = "1.2.840.10008."
 DATE_VRS = frozenset({"DA", "DT", "TM"})
@@ -100,7 +101,8 @@ class ActionContext:
     ``date_shift`` is the per-patient offset in days when longitudinal dates are retained
     (0 keeps full dates), or None when dates are replaced by the table's actions.
     ``cleaner`` (Clean Descriptors) answers whether one descriptor text is free of PHI; it is
-    None when the option is off.
+    None when the option is off. ``safe_private`` (Retain Safe Private) is the table of
+    private attributes kept; None removes every private attribute.
     """
 
     profile: Profile
@@ -108,6 +110,7 @@ class ActionContext:
     date_shift: int | None
     retain_patient_characteristics: bool
     cleaner: Callable[[str], bool] | None = None
+    safe_private: SafePrivateTable | None = None
     stats: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
@@ -123,8 +126,8 @@ def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
     tag = int(tag)
     group, element = tag >> 16, tag & 0xFFFF
     if group % 2 == 1:
-        # PS3.15 E.1-1 "Private Attributes": X; no safe-private allow-list is shipped, so
-        # Retain Safe Private keeps nothing either.
+        # PS3.15 E.1-1 "Private Attributes": X. Retain Safe Private keeps the elements of
+        # Table E.3.10-1 before this is asked (see apply_actions).
         ctx.stats["private_removed"] += 1
         return "X"
     # Group lengths are retired and would be stale; file meta found inside a data set is
@@ -222,12 +225,39 @@ def _values(value) -> list[str]:
     return [str(value)]
 
 
+@functools.lru_cache(maxsize=4096)
+def _keyword(tag: int) -> str:
+    """The data dictionary keyword of ``tag`` ("" for private and unknown tags), as
+    ``DataElement.keyword`` gives it."""
+    return dictionary_keyword(tag) if dictionary_has_tag(tag) else ""
+
+
 def apply_actions(ds: Dataset, ctx: ActionContext) -> None:
     """De-identify ``ds`` in place with the table, recursing into kept sequences."""
+    safe = ctx.safe_private.kept_tags(ds) if ctx.safe_private is not None else frozenset()
     for tag in list(ds.keys()):
-        elem = ds[tag]
+        # the element as read: an unchanged raw one is written back as its original bytes
+        # (source._materialize checked it and kept its VR); converted only when its value
+        # is read or replaced
+        elem = ds.get_item(tag)
         vr = elem.VR
-        action = decide(tag, elem.keyword, vr, ctx)
+        if elem.is_raw and vr is None:
+            elem = ds[tag]
+            vr = elem.VR
+        if tag in safe:
+            ctx.stats["private_kept"] += 1
+            # a listed UID (an analysed series, a bookmark) is an instance UID: remapped
+            action = "U" if vr in ("UI", "SQ") else "K"
+        else:
+            action = decide(tag, _keyword(int(tag)), vr, ctx)
+        if action == "X":
+            del ds[tag]
+            ctx.stats["removed"] += 1
+            continue
+        if action == "K" and vr != "SQ":
+            continue
+        if elem.is_raw:
+            elem = ds[tag]
         if action == CLEAN:
             texts = _values(elem.value)
             if ctx.cleaner is not None and all(ctx.cleaner(t) for t in texts):

@@ -23,6 +23,7 @@ from refrad_builder.deid.method import (
 )
 from refrad_builder.deid.profile import Profile, load_profile
 from refrad_builder.deid.pseudo import date_shift_days, uid_from
+from refrad_builder.deid.safe_private import load_safe_private
 from refrad_builder.deid.source import _sop_class, _text
 from refrad_builder.engine.config import DeidConfig
 from refrad_builder.inputs.dicom_header import known_phi
@@ -104,6 +105,7 @@ def deidentify_dataset(
         date_shift=date_shift,
         retain_patient_characteristics=options.retain_patient_characteristics,
         cleaner=cleaner,
+        safe_private=load_safe_private() if options.retain_safe_private else None,
     )
     apply_actions(ds, ctx)
 

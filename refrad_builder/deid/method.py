@@ -33,7 +33,11 @@ def method_description(options: DeidConfig, date_shift: int | None, edition: str
         values.append("Retain Patient Characteristics")
     if options.clean_descriptors:
         values.append("Clean Descriptors (text scrubber, kept only when clean)")
-    values.append("All private attributes removed")
+    values.append(
+        "Safe private attributes (PS3.15 Table E.3.10-1) retained"
+        if options.retain_safe_private
+        else "All private attributes removed"
+    )
     if options.drop_burned_in:
         values.append(
             "Burned-in text instances excluded unless OCR found none"

@@ -1,9 +1,11 @@
 """De-identify one series: read its files, apply the profile, hand out the encoded files.
 
-Two passes over the originals: the first reads headers only (series-level UID choices,
-burned-in policy, patient characteristics), the second reads each file in full,
-de-identifies it and passes the encoded bytes to a sink. Pixel data is never decoded: its
-bytes, and therefore the transfer syntax, pass through unchanged.
+Two passes over a series: the first parses each file (series-level UID choices, burned-in
+policy, patient characteristics), the second de-identifies each file and passes the encoded
+bytes to a sink. Each file is parsed once: the first pass keeps the parsed data sets for the
+second while they fit ``HOLD_BYTES`` of pixel data (a larger series reads its later files
+again, header only in the first pass). Pixel data is never decoded: its bytes, and
+therefore the transfer syntax, pass through unchanged.
 
 The parts live by idea: :mod:`~refrad_builder.deid.source` (reading and encoding),
 :mod:`~refrad_builder.deid.characteristics` (burned-in policy, age, sex),
@@ -97,6 +99,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Parsed data sets held between the two passes, by their pixel bytes (memory, not speed).
+HOLD_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class _Header:
     study_uid: str
     series_uid: str
     sop_uid: str
+    ds: Dataset | None = field(default=None, repr=False)
 
 
 def _ocr_clears(path: Path, options: DeidConfig) -> bool:
@@ -207,12 +212,22 @@ def _scan_headers(
 ) -> _Scan | Drop:
     """The header pass: readable instances, burned-in policy, characteristics, mapping."""
     scan = _Scan()
+    held = 0
     for index, path in enumerate(sources):
+        full: Dataset | None = None
         try:
-            ds = read_source(path, header_only=True)
+            if held < HOLD_BYTES:
+                try:
+                    full = read_source(path)
+                except UnreadableDicom:
+                    # as before: the header decides here; the write pass skips the file
+                    full = None
+            ds = full if full is not None else read_source(path, header_only=True)
         except UnreadableDicom as exc:
             skipped[exc.reason] += 1
             continue
+        if full is not None:
+            held += _pixel_bytes(full)
         if not _sop_class(ds):
             skipped["missing_sop_class"] += 1
             continue
@@ -232,9 +247,19 @@ def _scan_headers(
                 study_uid=_text(ds, "StudyInstanceUID"),
                 series_uid=_text(ds, "SeriesInstanceUID"),
                 sop_uid=_sop_instance(ds),
+                ds=full,
             )
         )
     return scan
+
+
+def _pixel_bytes(ds: Dataset) -> int:
+    total = 0
+    for keyword in PIXEL_KEYWORDS:
+        value = ds.get(keyword)
+        if isinstance(value, bytes | bytearray):
+            total += len(value)
+    return total
 
 
 def _write_instances(
@@ -257,11 +282,13 @@ def _write_instances(
     written: list[int] = []
     stats: collections.Counter[str] = collections.Counter()
     for header in headers:
-        try:
-            ds = read_source(sources[header.index])
-        except UnreadableDicom as exc:
-            skipped[exc.reason] += 1
-            continue
+        ds, header.ds = header.ds, None  # the held data set is de-identified in place, once
+        if ds is None:
+            try:
+                ds = read_source(sources[header.index])
+            except UnreadableDicom as exc:
+                skipped[exc.reason] += 1
+                continue
         if not any(k in ds for k in PIXEL_KEYWORDS):
             skipped["no_pixel_data"] += 1
             continue
@@ -332,9 +359,6 @@ def deidentify_series(
         return _drop(skipped)
     if skipped:
         log.info("deid skipped %d file(s) of a series: %s", sum(skipped.values()), dict(skipped))
-    # TODO: a safe-private allow-list (PS3.15 E.3.10); until then every private goes.
-    if options.retain_safe_private and stats.get("private_removed"):
-        log.info("deid removed %d private element(s) (no safe list yet)", stats["private_removed"])
     keep_chars = options.retain_patient_characteristics
     pseudonyms = {
         "patient_id": ids.patient_id,

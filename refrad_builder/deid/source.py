@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pydicom
 import pydicom.config
+from pydicom.charset import default_encoding
+from pydicom.dataelem import convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -52,9 +54,28 @@ def quiet_pydicom() -> Iterator[None]:
 
 
 def _materialize(ds: Dataset) -> None:
-    """Convert every raw element now, so malformed values fail while reading."""
-    for elem in ds.iterall():
-        _ = elem.value
+    """Convert every raw element now, so malformed values fail while reading.
+
+    An element whose conversion kept its VR stays in its raw form afterwards: it is checked,
+    and a kept element is then written as its original bytes instead of being encoded again
+    (the encoding dominates the write). Sequences stay converted, their items checked alike.
+    """
+    charset = None
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if raw.is_raw and raw.value is not None and raw.VR not in (None, "SQ", "UN"):
+            if charset is None:
+                # what Dataset.__getitem__ converts with (it stores the result; this checks
+                # the same conversion and keeps the raw element)
+                charset = ds.original_character_set or ds._character_set
+            text_charset = default_encoding if tag == 0x00080005 else charset
+            elem = convert_raw_data_element(raw, encoding=text_charset, ds=ds)
+            if elem.VR == raw.VR:
+                continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _materialize(item)
 
 
 def read_source(path: Path, *, header_only: bool = False) -> Dataset:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SECRET_ENV = "REFRAD_SECRET"
 SECRET_FILE_ENV = "REFRAD_SECRET_FILE"
@@ -54,7 +54,12 @@ class DeidConfig(_Section):
     retain_longitudinal_dates: bool = True
     date_shift_max_days: int = 365
     retain_patient_characteristics: bool = True
-    retain_safe_private: bool = False
+    retain_safe_private: bool = Field(
+        default=False,
+        description="Retain Safe Private option: keep the private attributes of PS3.15 Table "
+        "E.3.10-1 (creator, element and VR must match; their creator elements with them); "
+        "off: every private attribute is removed",
+    )
     drop_burned_in: bool = True
     clean_descriptors: bool = Field(
         default=False,
@@ -72,6 +77,23 @@ class DeidConfig(_Section):
         "must lie outside work_dir and out_dir; off by default",
     )
 
+    @model_validator(mode="after")
+    def _no_idle_options(self) -> DeidConfig:
+        """An option that would be accepted and do nothing is refused, with the reason."""
+        if self.ocr_check and not self.drop_burned_in:
+            raise ValueError(
+                "deid.ocr_check does nothing when deid.drop_burned_in is false (every "
+                "instance is kept without a check): set drop_burned_in: true or ocr_check: false"
+            )
+        if "date_shift_max_days" in self.model_fields_set and not self.retain_longitudinal_dates:
+            raise ValueError(
+                "deid.date_shift_max_days does nothing when deid.retain_longitudinal_dates is "
+                "false (dates are removed, not shifted): drop one of the two settings"
+            )
+        if self.date_shift_max_days < 0:
+            raise ValueError("deid.date_shift_max_days must be 0 (full dates) or more")
+        return self
+
 
 class ReportConfig(_Section):
     """Report parsing and text de-identification."""
@@ -79,6 +101,40 @@ class ReportConfig(_Section):
     languages: list[str] = Field(default_factory=lambda: ["de", "en"])
     default_language: str = "en"
     langdetect_seed: int = 0
+    learned_recognizer: Path | None = Field(
+        default=None,
+        description="a local transformers token-classification model folder whose PHI spans "
+        "are unioned with the rules (the deid-learned extra; nothing is downloaded)",
+    )
+    learned_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="the model's entity labels mapped to PHI kinds (NAME, DATE, ID, PHONE, "
+        "EMAIL, URL, ADDR, INST, AGE); empty: common labels (PER, DATE, LOC, ORG, ...)",
+    )
+    surrogates: bool = Field(
+        default=False,
+        description="replace PHI with realistic keyed surrogates of the same kind (dates "
+        "shifted like the DICOM dates) instead of placeholders",
+    )
+    llm_phi: bool = Field(
+        default=False,
+        description="also ask the configured LLM (llm.*) for PHI spans, unioned with the rules",
+    )
+
+    @model_validator(mode="after")
+    def _check_learned(self) -> ReportConfig:
+        """Fail fast: a model folder that is not there, or labels without a model."""
+        if self.learned_recognizer is not None:
+            path = Path(self.learned_recognizer).expanduser()
+            if not (path / "config.json").is_file():
+                raise ValueError(
+                    f"report.learned_recognizer: no model folder with a config.json at {path} "
+                    "(a local transformers token-classification model saved with "
+                    "save_pretrained, tokenizer included; nothing is downloaded)"
+                )
+        elif self.learned_labels:
+            raise ValueError("report.learned_labels does nothing without report.learned_recognizer")
+        return self
 
 
 class VolumeConfig(_Section):

@@ -18,7 +18,7 @@ from refrad_builder.engine.records import ReportRecord, Sentence
 from refrad_builder.reports.imagerefs import image_refs
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions
-from refrad_builder.reports.scrub import known_phi_hashes, scrub_known
+from refrad_builder.reports.scrub import ScrubOptions, known_phi_hashes, scrub_known
 from refrad_builder.reports.sections import sections_dict, split_sections
 from refrad_builder.reports.sentences import split_sentences
 from refrad_builder.reports.temporal import is_temporal
@@ -32,6 +32,7 @@ def parse_report(
     *,
     seed: int = 0,
     default_language: str = "en",
+    scrub_options: ScrubOptions | None = None,
 ) -> tuple[str, str, dict[str, str], list[Sentence], dict[str, int]]:
     """(language, scrubbed text, sections, sentences, PHI counts) of one report text.
 
@@ -42,7 +43,9 @@ def parse_report(
     language = (
         detect_language(text, seed=seed, default=default_language) if lang == "auto" else lang
     )
-    scrubbed, counts = scrub_known(text, known_phi, secret, language)
+    if callable(scrub_options):  # options that depend on the language (the LLM pass)
+        scrub_options = scrub_options(language)
+    scrubbed, counts = scrub_known(text, known_phi, secret, language, scrub_options)
     sections = split_sections(scrubbed)
     sentences: list[Sentence] = []
     for section in sections:
@@ -69,10 +72,19 @@ def build_record(
     *,
     seed: int = 0,
     default_language: str = "en",
+    scrub_options: ScrubOptions | None = None,
 ) -> ReportRecord:
-    """A :class:`ReportRecord` for one study's report text."""
+    """A :class:`ReportRecord` for one study's report text (``scrub_options``: the optional
+    learned recognizer, surrogates and LLM spans; or a callable of the language giving
+    them)."""
     language, scrubbed, sections, sentences, counts = parse_report(
-        text, lang, known_phi, secret, seed=seed, default_language=default_language
+        text,
+        lang,
+        known_phi,
+        secret,
+        seed=seed,
+        default_language=default_language,
+        scrub_options=scrub_options,
     )
     return ReportRecord(
         study_id=study_id,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from pathlib import Path
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
@@ -154,16 +155,28 @@ def _silence_presidio_text_logging() -> None:
         log.addFilter(_QuietBelowWarning())
 
 
-@functools.lru_cache(maxsize=1)
-def get_analyzer() -> AnalyzerEngine:
-    """The process-wide analyzer for German and English (built on first use, ~2 s)."""
+# A learned recognizer: (model folder, ((model label, kind), ...)), or None for rules only.
+Learned = tuple[str, tuple[tuple[str, str], ...]] | None
+
+
+@functools.lru_cache(maxsize=4)
+def get_analyzer(learned: Learned = None) -> AnalyzerEngine:
+    """The process-wide analyzer for German and English (built on first use, ~2 s); with
+    ``learned``, the rules plus a local transformer model
+    (:class:`~refrad_builder.reports.learned.LearnedRecognizer`)."""
     import spacy
 
     _silence_presidio_text_logging()
 
     nlp = BlankSpacyNlpEngine({lang: spacy.blank(lang) for lang in LANGUAGES})
+    recognizers = [r for lang in LANGUAGES for r in _recognizers(lang)]
+    if learned is not None:
+        from refrad_builder.reports.learned import LearnedRecognizer
+
+        path, labels = learned
+        recognizers += [LearnedRecognizer(Path(path), dict(labels), lang) for lang in LANGUAGES]
     registry = RecognizerRegistry(
-        recognizers=[r for lang in LANGUAGES for r in _recognizers(lang)],
+        recognizers=recognizers,
         supported_languages=list(LANGUAGES),
     )
     return AnalyzerEngine(
@@ -176,9 +189,9 @@ def get_analyzer() -> AnalyzerEngine:
     )
 
 
-def analyze(text: str, lang: str) -> list[tuple[int, int, str]]:
+def analyze(text: str, lang: str, learned: Learned = None) -> list[tuple[int, int, str]]:
     """PHI spans ``(start, end, kind)`` in ``text`` (``lang``: ``de`` or ``en``), sorted;
-    spans may overlap (the scrubber merges them)."""
+    spans may overlap (the scrubber merges them). ``learned`` adds a local model's spans."""
     language = lang if lang in LANGUAGES else "en"
-    results = get_analyzer().analyze(text=text, language=language)
+    results = get_analyzer(learned).analyze(text=text, language=language)
     return sorted((r.start, r.end, r.entity_type) for r in results)

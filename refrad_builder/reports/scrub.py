@@ -56,9 +56,11 @@ import regex
 from refrad_builder.deid.pseudo import PHI_TYPES, normalize_token, phi_hash
 from refrad_builder.reports import presidio_engine
 from refrad_builder.reports.presidio_engine import GENERIC_INST_FOLDED, find_dates
+from refrad_builder.reports.spans import PLACEHOLDERS, ScrubOptions, _merge, apply_spans
 
 __all__ = [
     "PLACEHOLDERS",
+    "ScrubOptions",
     "ScrubResult",
     "find_dates",
     "known_phi_hashes",
@@ -67,47 +69,8 @@ __all__ = [
     "scrub_known",
 ]
 
-PLACEHOLDERS = {
-    "de": {
-        "NAME": "[NAME]",
-        "ID": "[ID]",
-        "DATE": "[DATUM]",
-        "BIRTH_DATE": "[DATUM]",
-        "INST": "[EINRICHTUNG]",
-        "ADDR": "[ADRESSE]",
-        "EMAIL": "[EMAIL]",
-        "URL": "[URL]",
-        "PHONE": "[TELEFON]",
-        "AGE": "[ALTER]",
-    },
-    "en": {
-        "NAME": "[NAME]",
-        "ID": "[ID]",
-        "DATE": "[DATE]",
-        "BIRTH_DATE": "[DATE]",
-        "INST": "[INSTITUTION]",
-        "ADDR": "[ADDRESS]",
-        "EMAIL": "[EMAIL]",
-        "URL": "[URL]",
-        "PHONE": "[PHONE]",
-        "AGE": "[AGE]",
-    },
-}
 # A token that hashes to several kinds is replaced as the first of these.
 _KIND_PRIORITY = ("ID", "NAME", "DATE", "INST", "ADDR")
-# When overlapping spans are equally long, the first of these names the merged span.
-_MERGE_PRIORITY = (
-    "EMAIL",
-    "URL",
-    "BIRTH_DATE",
-    "DATE",
-    "ID",
-    "PHONE",
-    "ADDR",
-    "INST",
-    "NAME",
-    "AGE",
-)
 # Name particles and titles: header name components that are also everyday words.
 _NAME_STOPWORDS = frozenset(
     "von van vom zu zur der den de da di du la le del della dos das ten ter und y dr med "
@@ -404,11 +367,15 @@ def _extend(text: str, s: int, e: int, kind: str) -> tuple[int, int, str]:
 
 
 def _pattern_spans(
-    text: str, lang: str, known: set[str], secret: bytes | None
+    text: str,
+    lang: str,
+    known: set[str],
+    secret: bytes | None,
+    learned: presidio_engine.Learned = None,
 ) -> list[tuple[int, int, str]]:
     readings = {(s, e): cands for s, e, cands in find_dates(text, lang)}
     out = []
-    for s, e, kind in presidio_engine.analyze(text, lang):
+    for s, e, kind in presidio_engine.analyze(text, lang, learned):
         if kind == "DATE":
             cands = readings.get((s, e), [])
             birth_year = re.fullmatch(r"\d{4}", text[s:e]) is not None
@@ -418,33 +385,6 @@ def _pattern_spans(
                 kind = "BIRTH_DATE"
         out.append((s, e, kind))
     return out
-
-
-def _merge(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Overlapping spans become one (the longest member's kind, then _MERGE_PRIORITY);
-    neighbours of one kind with only blanks or a comma between become one."""
-    rank = {k: i for i, k in enumerate(_MERGE_PRIORITY)}
-    clusters: list[list[tuple[int, int, str]]] = []
-    for span in sorted(spans):
-        if clusters and span[0] < max(e for _, e, _ in clusters[-1]):
-            clusters[-1].append(span)
-        else:
-            clusters.append([span])
-    merged: list[tuple[int, int, str]] = []
-    for cluster in clusters:
-        s = min(x[0] for x in cluster)
-        e = max(x[1] for x in cluster)
-        best = min(cluster, key=lambda x: (-(x[1] - x[0]), rank.get(x[2], len(rank))))
-        kind = best[2]
-        if (
-            merged
-            and merged[-1][2] == kind
-            and re.fullmatch(r"[ \t]*,?[ \t]*", text[merged[-1][1] : s])
-        ):
-            merged[-1] = (merged[-1][0], e, kind)
-        else:
-            merged.append((s, e, kind))
-    return merged
 
 
 # --- the scrubber -------------------------------------------------------------------------
@@ -463,24 +403,12 @@ class ScrubResult:
     spans: tuple[tuple[int, int, str], ...]
 
 
-def apply_spans(text: str, spans: Iterable[tuple[int, int, str]], lang: str) -> str:
-    """``text`` with each non-overlapping ``(start, end, kind)`` span replaced by the kind's
-    placeholder in ``lang``."""
-    places = PLACEHOLDERS["de" if lang == "de" else "en"]
-    out, last = [], 0
-    for s, e, kind in sorted(spans):
-        out.append(text[last:s])
-        out.append(places[kind])
-        last = e
-    out.append(text[last:])
-    return "".join(out)
-
-
 def scrub(
     text: str,
     known_phi: Iterable[str] | None = None,
     secret: bytes | None = None,
     lang: str = "en",
+    options: ScrubOptions | None = None,
 ) -> ScrubResult:
     """De-identify one report text (``lang``: ``de`` or ``en``).
 
@@ -489,25 +417,39 @@ def scrub(
     BIRTH_DATE (a date whose hash is a known DATE, or a year after a birth word), INST,
     ADDR, EMAIL, URL, PHONE, AGE; one count per placeholder written.
     """
+    options = options or ScrubOptions()
     known = set(known_phi or ())
     if known and secret is None:
         raise ValueError("known PHI hashes need the secret they were made with")
+    if options.surrogates and secret is None:
+        raise ValueError("surrogates are keyed: they need the run's secret")
     lang = "de" if lang == "de" else "en"
-    spans = _pattern_spans(text, lang, known, secret)
+    spans = _pattern_spans(text, lang, known, secret, options.learned)
     if known and secret is not None:
         spans += _Known(known, secret).spans(text)
+    spans += [(s, e, k) for s, e, k in options.extra if 0 <= s < e <= len(text)]
     merged = _merge(text, spans)
     counts = Counter(kind for _, _, kind in merged)
-    return ScrubResult(apply_spans(text, merged, lang), dict(sorted(counts.items())), tuple(merged))
+    if options.surrogates and secret is not None:
+        from refrad_builder.reports.surrogates import apply_surrogates
+
+        out = apply_surrogates(text, merged, lang, secret, options.date_shift)
+    else:
+        out = apply_spans(text, merged, lang)
+    return ScrubResult(out, dict(sorted(counts.items())), tuple(merged))
 
 
 def scrub_known(
-    text: str, known_phi: Iterable[str] | None, secret: bytes | None, lang: str
+    text: str,
+    known_phi: Iterable[str] | None,
+    secret: bytes | None,
+    lang: str,
+    options: ScrubOptions | None = None,
 ) -> tuple[str, dict[str, int]]:
     """De-identify a report text; returns (scrubbed text, counts of replacements by type).
 
     The same as :func:`scrub` without the spans (the report stage and ``refrad report
     analyze`` call this).
     """
-    result = scrub(text, known_phi, secret, lang)
+    result = scrub(text, known_phi, secret, lang, options)
     return result.text, result.counts
