@@ -48,6 +48,7 @@ class DataConfig:
     #: ``all`` expands every slice into all of its examples in a fixed order (eval, overfit).
     mode: str = "sample"
     max_vqa_per_slice: int = 4
+    languages: tuple[str, ...] = ("en", "de")
     augment: bool = False
     crop_p: float = 0.5
     gamma_range: tuple[float, float] = (0.8, 1.25)
@@ -156,6 +157,6 @@ def from_dict(d: dict) -> TrainConfig:
     cfg = build(TrainConfig, top)
     cfg.model = build(ModelConfig, d.get("model", {}))
     cfg.data = build(DataConfig, d.get("data", {}))
-    if isinstance(cfg.data.gamma_range, list):
-        cfg.data.gamma_range = tuple(cfg.data.gamma_range)
+    cfg.data.gamma_range = tuple(cfg.data.gamma_range)
+    cfg.data.languages = tuple(cfg.data.languages)
     return cfg

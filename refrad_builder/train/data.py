@@ -78,8 +78,10 @@ def make_examples(s: dict, cfg: DataConfig, rng: random.Random) -> list[tasks.Ex
     """The examples of one decoded slice: one drawn (``sample`` mode) or all (``all`` mode)."""
     meta = s["meta"]
     if cfg.mode == "all":
-        return tasks.expand(meta, cfg.task_weights, cfg.max_vqa_per_slice)
-    ex = tasks.choose(meta, cfg.task_weights, cfg.grounded_first, rng, cfg.max_vqa_per_slice)
+        return tasks.expand(meta, cfg.task_weights, cfg.max_vqa_per_slice, cfg.languages)
+    ex = tasks.choose(
+        meta, cfg.task_weights, cfg.grounded_first, rng, cfg.max_vqa_per_slice, cfg.languages
+    )
     return [ex] if ex else []
 
 

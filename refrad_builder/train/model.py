@@ -124,28 +124,34 @@ class ScratchVLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, pixels, prompts: list[list[int]], max_new: int, eos_id: int, pad_id: int):
-        """Greedy decoding with a key/value cache; prompts of one length are decoded together."""
+        """Greedy decoding of a batch with a key/value cache. Prompts are left-padded; the pads
+        are masked out and every sample keeps the positions it had in training."""
+        dev, b, n = pixels.device, len(prompts), max(len(p) for p in prompts)
+        pad = torch.tensor([n - len(p) for p in prompts], device=dev)
+        ids = torch.tensor([[pad_id] * (n - len(p)) + p for p in prompts], device=dev)
+        col = torch.arange(self.n_img + n, device=dev)[None]
+        text_pos = (col - self.n_img - pad[:, None]).clamp(min=0) + self.n_img
+        positions = torch.where(col < self.n_img, col, text_pos)
+        valid = (col < self.n_img) | (col >= self.n_img + pad[:, None])  # keys that are not pads
+        x = torch.cat([self.image_tokens(pixels), self.tok(ids)], 1) + self.pos[0, positions]
+        eye = torch.eye(self.n_img + n, dtype=torch.bool, device=dev)
+        mask = (valid[:, None, None, :] & ~eye) | eye  # prefix: all of it, minus the pads
+        caches: list[dict] = [{} for _ in self.blocks]
+        logits = self._decode_step(x, mask, caches)
         out: list[list[int]] = [[] for _ in prompts]
-        for n in sorted({len(p) for p in prompts}):
-            idx = [i for i, p in enumerate(prompts) if len(p) == n]
-            ids = torch.tensor([prompts[i] for i in idx], device=pixels.device)
-            x = torch.cat([self.image_tokens(pixels[idx]), self.tok(ids)], 1)
-            x = x + self.pos[:, : x.shape[1]]
-            plen = torch.full((len(idx),), n, device=pixels.device)
-            caches: list[dict] = [{} for _ in self.blocks]
-            logits = self._decode_step(x, prefix_mask(self.n_img, n, plen), caches)
-            done = torch.zeros(len(idx), dtype=torch.bool, device=pixels.device)
-            for t in range(min(max_new, self.cfg.max_text_len - n)):
-                nxt = logits.argmax(-1)
-                for row, i in enumerate(idx):
-                    if not done[row]:
-                        out[i].append(int(nxt[row]))
-                done |= nxt == eos_id
-                if bool(done.all()) or n + t + 1 >= self.cfg.max_text_len:
-                    break
-                pos = self.n_img + n + t
-                x = self.tok(nxt[:, None]) + self.pos[:, pos : pos + 1]
-                logits = self._decode_step(x, None, caches)
+        done = torch.zeros(b, dtype=torch.bool, device=dev)
+        lens = torch.tensor([len(p) for p in prompts], device=dev)
+        for t in range(min(max_new, self.cfg.max_text_len - n)):
+            nxt = logits.argmax(-1)
+            for i in range(b):
+                if not done[i]:
+                    out[i].append(int(nxt[i]))
+            done |= nxt == eos_id
+            if bool(done.all()):
+                break
+            valid = torch.cat([valid, torch.ones(b, 1, dtype=torch.bool, device=dev)], 1)
+            x = self.tok(nxt[:, None]) + self.pos[0, self.n_img + lens + t][:, None]
+            logits = self._decode_step(x, valid[:, None, None, :], caches)
         return out
 
     def flops_per_sample(self, text_len: int) -> float:

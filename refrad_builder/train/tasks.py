@@ -51,10 +51,10 @@ def vqa_prompt(item: dict, lang: str) -> str:
     return "\n".join(lines)
 
 
-def candidates(sample: dict, max_vqa: int) -> dict[str, list[Example]]:
+def candidates(sample: dict, max_vqa: int, langs=LANGS) -> dict[str, list[Example]]:
     """Every example a slice offers, by task (a task with nothing to offer is absent)."""
     out: dict[str, list[Example]] = {}
-    for lang in LANGS:
+    for lang in langs:
         pre = _prefix(sample, lang)
         if sample.get("boxes"):
             for text in sample.get("grounded_captions", {}).get(lang, []):
@@ -75,9 +75,9 @@ def candidates(sample: dict, max_vqa: int) -> dict[str, list[Example]]:
     return out
 
 
-def choose(sample: dict, weights: dict, grounded_first: bool, rng: random.Random, max_vqa: int):
+def choose(sample, weights, grounded_first, rng: random.Random, max_vqa: int, langs=LANGS):
     """One example for training (``None`` when the slice offers nothing with weight > 0)."""
-    cands = {t: c for t, c in candidates(sample, max_vqa).items() if weights.get(t, 0) > 0}
+    cands = {t: c for t, c in candidates(sample, max_vqa, langs).items() if weights.get(t, 0) > 0}
     if not cands:
         return None
     if grounded_first and "grounded" in cands:
@@ -85,17 +85,17 @@ def choose(sample: dict, weights: dict, grounded_first: bool, rng: random.Random
     else:
         names = sorted(cands)
         task = rng.choices(names, weights=[weights[t] for t in names])[0]
-    langs = sorted({e.lang for e in cands[task]})
-    lang = rng.choice(langs)
+    avail = sorted({e.lang for e in cands[task]})
+    lang = rng.choice(avail)
     return rng.choice([e for e in cands[task] if e.lang == lang])
 
 
-def expand(sample: dict, weights: dict, max_vqa: int) -> list[Example]:
+def expand(sample: dict, weights: dict, max_vqa: int, langs=LANGS) -> list[Example]:
     """All examples of a slice in a fixed order: per language the grounded caption with the most
     boxes, the first caption and up to ``max_vqa`` VQA items (for evaluation and overfitting)."""
-    cands = candidates(sample, max_vqa)
+    cands = candidates(sample, max_vqa, langs)
     out: list[Example] = []
-    for lang in LANGS:
+    for lang in langs:
         if weights.get("grounded", 0) > 0:
             g = [e for e in cands.get("grounded", []) if e.lang == lang]
             if g:

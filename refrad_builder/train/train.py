@@ -117,7 +117,14 @@ def train(cfg: TrainConfig, out: Path, device="auto", resume=None, log_keys=Fals
     rank, world, dev = setup_dist(device)
     out.mkdir(parents=True, exist_ok=True)
     state = torch.load(resume, map_location="cpu", weights_only=False) if resume else None
-    model, codec = checkpoint.build(cfg, state["tokenizer"] if state else None)
+    codec_json = state["tokenizer"] if state else None
+    if codec_json is None and world > 1 and cfg.model.backend == "scratch":
+        box = [None]
+        if rank == 0:  # one tokenizer for every rank
+            box = [checkpoint.fit_tokenizer(cfg.data.shards, cfg.data.split, cfg.model.vocab_size).to_json()]
+        dist.broadcast_object_list(box, src=0)
+        codec_json = box[0]
+    model, codec = checkpoint.build(cfg, codec_json)
     if state:
         model.load_state_dict(state["model"])
     model.to(dev)
