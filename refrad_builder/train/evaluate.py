@@ -104,10 +104,19 @@ def render_examples(rows: list[dict], out: Path, n: int = 4) -> list[Path]:
     return paths
 
 
+def _has_split(shards, split: str) -> bool:
+    try:
+        return bool(data.list_shards(shards, split))
+    except FileNotFoundError:
+        return False
+
+
 def evaluate(ckpt, shards, split="test", out=None, limit=None, device="cpu", batch_size=8,
              permute=False, examples=4, data_overrides=None) -> dict:  # fmt: skip
     """Score a checkpoint on a split; writes the report under ``out`` when given."""
     model, codec, cfg, _ = checkpoint.load(ckpt, device)
+    if split == "auto":  # the first split the shards have
+        split = next(s for s in ("test", "val", "train") if _has_split(shards, s))
     dcfg = replace(cfg.data, shards=str(shards), split=split, mode="all", augment=False,
                    shuffle_buffer=0, limit=limit, **(data_overrides or {}))  # fmt: skip
     stream = data.ShardStream(data.list_shards(shards, split), dcfg, cfg.model.image_size, epochs=1)
@@ -129,7 +138,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Evaluate a trainer checkpoint on refrad shards.")
     p.add_argument("checkpoint")
     p.add_argument("shards")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="test, val, train or auto (first present)")
     p.add_argument("--out", help="folder for report.json, report.md and example PNGs")
     p.add_argument("--limit", type=int, help="at most this many slices")
     p.add_argument("--device", default="cpu")

@@ -113,6 +113,25 @@ class PaliGemmaVLM(nn.Module):
         return 6.0 * self.n_params * (self.codec.n_img + text_len)
 
 
+def _import_transformers():
+    # A torchvision wheel built for another torch (a CUDA build beside a CPU torch) fails on
+    # import; transformers would import it for image utilities this backend never uses.
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        import sys
+
+        import transformers.utils as tu
+        import transformers.utils.import_utils as iu
+
+        for mod in (tu, iu):
+            mod.is_torchvision_available = lambda: False
+        sys.modules.pop("torchvision", None)
+    from transformers import AutoTokenizer, PaliGemmaForConditionalGeneration
+
+    return AutoTokenizer, PaliGemmaForConditionalGeneration
+
+
 def load(cfg: ModelConfig, dtype: torch.dtype = torch.float32):
     """Model and codec from ``cfg.paligemma_path`` (local files only; fails fast if absent)."""
     path = Path(cfg.paligemma_path or "")
@@ -121,8 +140,7 @@ def load(cfg: ModelConfig, dtype: torch.dtype = torch.float32):
             f"PaliGemma weights not found at {str(path)!r}: pass a local folder with config.json,"
             " the weights and the tokenizer (model.paligemma_path=...); nothing is downloaded"
         )
-    from transformers import AutoTokenizer, PaliGemmaForConditionalGeneration
-
+    AutoTokenizer, PaliGemmaForConditionalGeneration = _import_transformers()  # noqa: N806
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = PaliGemmaForConditionalGeneration.from_pretrained(
         path, local_files_only=True, dtype=dtype
@@ -132,7 +150,7 @@ def load(cfg: ModelConfig, dtype: torch.dtype = torch.float32):
     missing = [t for t in [*wanted, *MARKUP] if t not in vocab]
     if missing:
         tok.add_tokens(missing)
-        model.resize_token_embeddings(len(tok))
+        model.resize_token_embeddings(len(tok), mean_resizing=False)
     cfg.image_size = model.config.vision_config.image_size
     n_img = model.config.text_config.num_image_tokens
     codec = PaliGemmaCodec(tok, model.config.image_token_index, n_img)
