@@ -69,7 +69,9 @@ def main(argv=None) -> dict:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--set", action="append", default=[])
     args = p.parse_args(argv)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none (cpu)"
     result = {"gpu": gpu, "torch": torch.__version__, **check_training(args, device)}
     result.update(check_paligemma(args, device))

@@ -34,10 +34,18 @@ def test_prompts_exact():
     item = {"question": "Which?", "choices": ["a", "b"], "answer": "a"}
     assert tasks.vqa_prompt(item, "en") == "Which?\na\nb\nAnswer:"
     assert tasks.vqa_prompt({**item, "choices": []}, "de") == "Which?\nAntwort:"
-    assert tasks.PROMPTS["grounded"]["de"] == "Beschreibe dieses Bild und detektiere Schlüsselwörter:"
-    meta = {"clinical_information": "Fieber", "clinical_question": "Abszess?", "captions": {"de": ["x"]}}
+    assert (
+        tasks.PROMPTS["grounded"]["de"] == "Beschreibe dieses Bild und detektiere Schlüsselwörter:"
+    )
+    meta = {
+        "clinical_information": "Fieber",
+        "clinical_question": "Abszess?",
+        "captions": {"de": ["x"]},
+    }
     ex = tasks.candidates(meta, 0)["caption"][0]
-    assert ex.prompt == "Klinische angaben: Fieber\nFragestellung: Abszess?\nBeschreibe dieses Bild:"
+    assert (
+        ex.prompt == "Klinische angaben: Fieber\nFragestellung: Abszess?\nBeschreibe dieses Bild:"
+    )
 
 
 def test_grounded_first_and_language_mix():
@@ -47,10 +55,16 @@ def test_grounded_first_and_language_mix():
             "captions": {"en": ["c"], "de": ["k"]},
             "vqa": [{"question": "q", "answer": "a", "question_type": "open", "language": "en"}]}  # fmt: skip
     rng = random.Random(0)
-    picks = [tasks.choose(meta, {"grounded": 1, "caption": 1, "vqa": 1}, True, rng, 4) for _ in range(200)]
+    picks = [
+        tasks.choose(meta, {"grounded": 1, "caption": 1, "vqa": 1}, True, rng, 4)
+        for _ in range(200)
+    ]
     assert {p.task for p in picks} == {"grounded"}
     assert 70 < sum(p.lang == "de" for p in picks) < 130
-    picks = [tasks.choose(meta, {"grounded": 0, "caption": 1, "vqa": 3}, True, rng, 4) for _ in range(400)]
+    picks = [
+        tasks.choose(meta, {"grounded": 0, "caption": 1, "vqa": 3}, True, rng, 4)
+        for _ in range(400)
+    ]
     assert 220 < sum(p.task == "vqa" for p in picks) < 380
 
 
@@ -62,13 +76,17 @@ def test_crop_keeps_boxes_and_rewrites_locations():
     for b in boxes:
         x0, y0, x1, y1 = b["bbox"]
         values[y0:y1, x0:x1] = b["class_id"]
-    target = "A " + ", ".join(grounding.token(b["class_id"], b["class_name"], b["bbox"], w, h) for b in boxes)
+    target = "A " + ", ".join(
+        grounding.token(b["class_id"], b["class_name"], b["bbox"], w, h) for b in boxes
+    )
     rng = random.Random(3)
     for _ in range(20):
         crop, moved, new = augment.crop_sample(values, boxes, target, rng)
         ch, cw = crop.shape
         parsed = grounding.parse(new)
-        assert [c for c, _, _ in parsed] == [5, 2] and grounding.strip(new) == grounding.strip(target)
+        assert [c for c, _, _ in parsed] == [5, 2] and grounding.strip(new) == grounding.strip(
+            target
+        )
         for (cid, bins, _), b in zip(parsed, moved, strict=True):
             x0, y0, x1, y1 = b["bbox"]
             assert 0 <= x0 < x1 <= cw and 0 <= y0 < y1 <= ch

@@ -72,10 +72,14 @@ def test_two_ranks_disjoint_and_loss_matches_single_process(small_demo_shards, t
         for key in logs[0][step]["keys"] + logs[1][step]["keys"]:
             s = decoded[key]
             ex = tasks.expand(s["meta"], cfg.data.task_weights, 4, ("en",))[0]
-            items.append({**data.render(s, ex, cfg.data, cfg.model.image_size, None), "position": (0, 0)})
+            items.append(
+                {**data.render(s, ex, cfg.data, cfg.model.image_size, None), "position": (0, 0)}
+            )
         batch = data.collate(items, codec, cfg.model.max_text_len)
         single = train_step(model, model, [batch], opt, cfg, 1, torch.device("cpu"))
         ddp = logs[0][step]["loss"]
         assert logs[1][step]["loss"] == pytest.approx(ddp, rel=1e-6)
         assert single == pytest.approx(ddp, rel=1e-3), (step, single, ddp)
-        print(f"step {step + 1}: 2 ranks {ddp:.6f}  1 process {single:.6f}  diff {abs(single - ddp):.2e}")
+        print(
+            f"step {step + 1}: 2 ranks {ddp:.6f}  1 process {single:.6f}  diff {abs(single - ddp):.2e}"
+        )

@@ -21,7 +21,9 @@ def test_grounding_match_by_class_then_iou():
             "<p bbox=<loc0000><loc0000><loc0100><loc0100> id=<seg002>>y</p>")  # fmt: skip
     s = metrics.grounding_scores([{"pred": pred, "target": true}])
     assert s["mean_iou"] == pytest.approx(0.5) and s["recall"] == 1.0 and s["precision"] == 0.5
-    assert metrics.parses(pred, "grounded") and not metrics.parses("<p bbox=<loc0001> x", "grounded")
+    assert metrics.parses(pred, "grounded") and not metrics.parses(
+        "<p bbox=<loc0001> x", "grounded"
+    )
 
 
 def test_vqa_normalisation_and_split():

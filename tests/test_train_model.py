@@ -4,6 +4,7 @@ saved by the test), checkpoints and resume."""
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 
@@ -71,7 +72,9 @@ def test_paligemma_tiny_trains_one_step_and_decodes(tmp_path, small_demo_shards)
     before = [p.detach().clone() for p in model.parameters()][:3]
     loss = train_step(model, model, [batch], opt, cfg, 1, torch.device("cpu"))  # bf16 autocast
     assert cfg.dtype == "bfloat16" and 0 < loss < 20
-    assert any(not torch.equal(a, b) for a, b in zip(before, list(model.parameters())[:3]))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, list(model.parameters())[:3], strict=True)
+    )
     outs = model.generate(batch["pixels"], [codec.encode_prompt("Caption this image:")] * 2, 3,
                           codec.eos_id, codec.pad_id)  # fmt: skip
     assert all(1 <= len(o) <= 3 for o in outs)
@@ -89,6 +92,7 @@ def test_resume_continues_where_it_stopped(tmp_path, small_demo_shards):
     assert state["label_schema_version"] == "1" and state["tokenizer"]
     resumed = train_main([*common, "--out", str(tmp_path / "b"), "--steps", "4", "--log-keys",
                           "--resume", str(tmp_path / "b" / "ckpt.pt")])  # fmt: skip
+
     def keys(run: str) -> list:
         lines = (tmp_path / run / "keys-rank0.jsonl").read_text().splitlines()
         return [json.loads(x)["keys"] for x in lines]
@@ -97,6 +101,6 @@ def test_resume_continues_where_it_stopped(tmp_path, small_demo_shards):
     assert resumed["steps"] == 4 and resumed["loss"] == pytest.approx(straight["loss"], rel=1e-4)
     model, codec, cfg, _ = checkpoint.load(tmp_path / "b" / "ckpt.pt")
     assert cfg.data.shards == str(small_demo_shards) and codec.vocab_size == model.vocab_size
-    assert tasks.PROMPTS["caption"]["en"] in codec.decode(codec.encode_prompt("Caption this image:"))
-
-
+    assert tasks.PROMPTS["caption"]["en"] in codec.decode(
+        codec.encode_prompt("Caption this image:")
+    )

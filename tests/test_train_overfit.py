@@ -20,7 +20,10 @@ from refrad_builder.train.train import lr_at, make_optimizer, train_step
 def pick_slices(shards: Path, per_group: int = 2) -> list[dict]:
     """Two slices of the MR series and two of the small CT series (distinct anatomy)."""
     urls = sorted(str(p) for p in shards.glob("*.tar"))
-    decoded = [data.decode(r) for r in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
+    decoded = [
+        data.decode(r)
+        for r in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
+    ]
     groups: dict[tuple, list[dict]] = {}
     for s in sorted(decoded, key=lambda s: s["meta"]["key"]):
         groups.setdefault((s["meta"]["modality"], s["meta"]["width"]), []).append(s)

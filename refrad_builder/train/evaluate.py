@@ -49,7 +49,10 @@ def predict(model, codec, batches, device, max_new: int, permute: bool = False) 
 def score(rows: list[dict]) -> dict:
     """Metrics by task, plus the fraction of outputs that parse."""
     by_task = {t: [r for r in rows if r["task"] == t] for t in ("grounded", "caption", "vqa")}
-    report: dict = {"examples": len(rows), "parse_rate": sum(r["ok"] for r in rows) / max(1, len(rows))}
+    report: dict = {
+        "examples": len(rows),
+        "parse_rate": sum(r["ok"] for r in rows) / max(1, len(rows)),
+    }
     if by_task["vqa"]:
         report["vqa"] = metrics.vqa_scores(by_task["vqa"])
     if by_task["caption"]:
@@ -73,7 +76,9 @@ def table(report: dict) -> str:
             if k != "n":
                 lines.append(f"| {section} {k} | {v:.3f} |")
     for k, v in report.get("grounding", {}).items():
-        lines.append(f"| grounding {k} | {v:.3f} |" if isinstance(v, float) else f"| grounding {k} | {v} |")
+        lines.append(
+            f"| grounding {k} | {v:.3f} |" if isinstance(v, float) else f"| grounding {k} | {v} |"
+        )
     return "\n".join(lines)
 
 

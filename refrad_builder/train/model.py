@@ -159,7 +159,10 @@ class ScratchVLM(nn.Module):
         attention, per stack."""
         c = self.cfg
         n, s_dec = self.n_img, self.n_img + text_len
-        vit_layer, dec_layer = (4 + 2 * c.mlp_ratio) * c.vit_dim**2, (4 + 2 * c.mlp_ratio) * c.dim**2
+        vit_layer, dec_layer = (
+            (4 + 2 * c.mlp_ratio) * c.vit_dim**2,
+            (4 + 2 * c.mlp_ratio) * c.dim**2,
+        )
         vit = 6 * vit_layer * c.vit_layers * n + 12 * c.vit_layers * c.vit_dim * n**2
         dec = 6 * dec_layer * c.layers * s_dec + 12 * c.layers * c.dim * s_dec**2
         head = 6 * c.dim * self.vocab_size * text_len
@@ -169,4 +172,3 @@ class ScratchVLM(nn.Module):
 def count_params(model: nn.Module) -> int:
     """Number of parameters."""
     return sum(p.numel() for p in model.parameters())
-

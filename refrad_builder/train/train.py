@@ -79,7 +79,9 @@ def train_step(model, ddp, batches, optimizer, cfg, world, device, meter=None) -
             (total * world / n_global).backward()
         loss_sum += total.detach().float()
         if meter is not None:
-            meter.add_batch(b, tok_loss, model.flops_per_sample(b["input_ids"].shape[1]) * len(b["keys"]))
+            meter.add_batch(
+                b, tok_loss, model.flops_per_sample(b["input_ids"].shape[1]) * len(b["keys"])
+            )
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
@@ -121,7 +123,11 @@ def train(cfg: TrainConfig, out: Path, device="auto", resume=None, log_keys=Fals
     if codec_json is None and world > 1 and cfg.model.backend == "scratch":
         box = [None]
         if rank == 0:  # one tokenizer for every rank
-            box = [checkpoint.fit_tokenizer(cfg.data.shards, cfg.data.split, cfg.model.vocab_size).to_json()]
+            box = [
+                checkpoint.fit_tokenizer(
+                    cfg.data.shards, cfg.data.split, cfg.model.vocab_size
+                ).to_json()
+            ]
         dist.broadcast_object_list(box, src=0)
         codec_json = box[0]
     model, codec = checkpoint.build(cfg, codec_json)
@@ -142,7 +148,9 @@ def train(cfg: TrainConfig, out: Path, device="auto", resume=None, log_keys=Fals
     ddp = DDP(_LossModule(model)) if world > 1 else model
     if cfg.compile:
         ddp = torch.compile(ddp)
-    batches = iter(data.loader(stream, codec, cfg.model.max_text_len, cfg.data.batch_size, cfg.data.workers))
+    batches = iter(
+        data.loader(stream, codec, cfg.model.max_text_len, cfg.data.batch_size, cfg.data.workers)
+    )
     meter, t_start, first_step = Meter(dev, world), time.perf_counter(), step
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
     loss = float("nan")
@@ -164,7 +172,11 @@ def train(cfg: TrainConfig, out: Path, device="auto", resume=None, log_keys=Fals
                 keys = [k for b in micro for k in b["keys"]]
                 f.write(json.dumps({"step": step, "keys": keys, "loss": loss}) + "\n")
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
-            _log(out, {"step": step, "loss": loss, "lr": lr_at(step - 1, cfg), **meter.summary()}, bar)
+            _log(
+                out,
+                {"step": step, "loss": loss, "lr": lr_at(step - 1, cfg), **meter.summary()},
+                bar,
+            )
             meter.reset()
         if cfg.ckpt_every and step % cfg.ckpt_every == 0:
             _save(out, model, optimizer, step, positions, cfg, codec, world, rank)
@@ -209,7 +221,9 @@ def main(argv=None) -> dict:
     cfg = apply_overrides(preset(args.config), [f"data.shards={args.shards}", *args.set])
     if args.steps is not None:
         cfg.steps = args.steps
-    summary = train(cfg, Path(args.out), args.device, args.resume, args.log_keys, not args.no_progress)
+    summary = train(
+        cfg, Path(args.out), args.device, args.resume, args.log_keys, not args.no_progress
+    )
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(summary))
     if dist.is_initialized():
