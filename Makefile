@@ -20,7 +20,7 @@ RUNCFG = --config $(CONFIG) $(if $(filter command line,$(origin WORK)),--work $(
 CFGDEP =
 endif
 
-.PHONY: install shards demo test test-llm eval lint format schemas bench status validate clean $(STAGES)
+.PHONY: install shards demo test test-llm eval lint format schemas bench status validate clean train gpu-prep gpu-check $(STAGES)
 
 # torch==2.13.0 in the same pip command as the segment extra: it is the CPU build on disk;
 # asked for separately, pip may swap it for a CUDA build of several GB.
@@ -33,6 +33,11 @@ $(VENV)/.installed: pyproject.toml
 # llama-cpp-python builds from source the first time (12-40 min on 2 cores); pip caches the wheel.
 $(VENV)/.installed-llm: $(VENV)/.installed
 	CMAKE_ARGS=-DGGML_NATIVE=OFF $(VENV)/bin/pip install --quiet -e '.[llm-local]'
+	touch $@
+
+# The trainer's extra; torch==2.13.0 in the same command (see above).
+$(VENV)/.installed-train: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet torch==2.13.0 -e '.[train]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -93,6 +98,21 @@ schemas: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py
+
+## Train the tiny model on the shards (CPU), then evaluate it: out/train/ckpt.pt, out/train/eval/
+TRAIN_OUT ?= out/train
+train: $(VENV)/.installed-train shards
+	$(PY) -m refrad_builder.train.train --config tiny --shards $(OUT) --out $(TRAIN_OUT)
+	$(PY) -m refrad_builder.train.evaluate $(TRAIN_OUT)/ckpt.pt $(OUT) --split auto --out $(TRAIN_OUT)/eval
+
+## On a CPU machine: shards and the webdataset wheels (.whl/) to carry to a GPU machine.
+gpu-prep: $(VENV)/.installed-train shards
+	mkdir -p .whl
+	$(VENV)/bin/pip download --quiet --no-deps --dest .whl webdataset braceexpand
+
+## On the GPU machine (after gpu-prep): base for STEPS steps, then one PaliGemma bf16 step.
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf out demo-inputs
