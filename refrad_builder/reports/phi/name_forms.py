@@ -45,12 +45,14 @@ _SURNAME_FIRST = regex.compile(
 )
 # "Keller T." ends its phrase (a line, a list item): "Galassi I. Zyste" is a classification
 _SURNAME_INITIAL = regex.compile(
-    rf"(?<![\w'’.-])(?P<sur>{_SUR})(?P<comma>[ \t]*,)?[ \t]+(?P<ini>{_INI})"
-    r"(?=[ \t]*(?:$|[,;(|/–-]))",
+    rf"(?<![\w'’.-])(?P<sur>(?:{_PARTICLE}[ \t]+)*{_SUR})(?:(?P<comma>[ \t]*,)[ \t]*|[ \t]+)"
+    rf"(?P<ini>{_INI}|(?<=,[ \t]*)[{_UP}](?=[ \t]*(?:$|\))))"
+    r"(?=[ \t]*(?:$|[,;()|/–-]))",
     regex.MULTILINE,
 )
+# not right after a capitalised word: "Child-Pugh A. Surveillance", "BCLC B. Kontrolle"
 _INITIAL_SURNAME = regex.compile(
-    rf"(?<![\w.'’-])(?P<ini>{_INI})[ \t]?(?P<sur>(?:{_PARTICLE}[ \t]+)*{_SUR})(?![\w'’-])"
+    rf"(?<![\w.'’-])(?<![{_UP}][\w-]*[ \t])(?P<ini>{_INI})[ \t]?(?P<sur>(?:{_PARTICLE}[ \t]+)*{_SUR})(?![\w'’-])"
 )
 # "HAAS MARCO" as a field of its own: at a line start or after a separator, before a
 # separator, a date or a birth star
@@ -65,13 +67,15 @@ _LABEL_BEFORE = regex.compile(rf"(?<![\w.-]){_LABEL_NAME}[ \t]*[:.#(]?[ \t]*$")
 _LATIN_INITIALS = frozenset("AVMNRS")
 _LATIN_END = regex.compile(r"(?i:us|is|ae|um|ii|es|ior|ius|alis|aris)$")
 _RARE_ZIPF = 4.3
-_LOWER_RARE_ZIPF = 3.3
+_LOWER_RARE_ZIPF = 3.5
+# o'donnell, mcallister, d'angelo: shaped as surnames whatever their frequency
+_SURNAME_SHAPE = regex.compile(r"(?:o['’]|d['’]|mc|mac)[a-z]{3,}$")
 
 # lower-case names: a cue, then words walked one by one
 _LOWER_TITLE = r"(?i:dr|doctor|doktor|prof|herrn?|frau|mrs?|ms)\.?"
 _LOWER_CUE = regex.compile(
-    rf"(?<![\w.-])(?:{_LABEL_NAME}|(?i:identified[ \t]+as|identifiziert[ \t]+als|attn|{_KIN_EN}|"
-    rf"{_KIN_DE}|sohnes|vaters|ehemannes|tochter)|{_LOWER_TITLE}(?=[ \t]))[ \t]*[:.#(]?[ \t]*"
+    rf"(?<![\w.-])(?:{_LABEL_NAME}|(?i:identified[ \t]+as|identifiziert[ \t]+als|attn|sohnes|vaters|"
+    rf"ehemannes|{_KIN_EN}|{_KIN_DE})(?![\w])|(?={_LOWER_TITLE}[ \t]))[ \t]*[:.#(]?[ \t]*"
 )
 _LOWER_TOKEN = regex.compile(
     rf"(?P<title>{_LOWER_TITLE}(?=[ \t]))|(?P<ini>[{_LOW}]\.?)(?![\w'’-])|"
@@ -141,8 +145,13 @@ def _surname_first(text: str, lang: str) -> list[tuple[int, int]]:
 def _surname_initial(text: str) -> list[tuple[int, int]]:
     spans = []
     for m in _SURNAME_INITIAL.finditer(text, overlapped=True):
-        sur = m.group("sur")
-        if sur.isupper() or _not_surname(sur) or any(_not_surname(p) for p in sur.split("-")):
+        words = _surname_words(m.group("sur"))
+        if not words:
+            continue
+        sur = words[-1]
+        if sur.isupper() and (not m.group("comma") or len(sur) < 4):
+            continue  # "BCLC B.", "ARCO I.": a classification and its grade
+        if _not_surname(sur) or any(_not_surname(p) for p in sur.split("-")):
             continue
         if not m.group("comma") and not _rare(sur, 4.0):
             continue
@@ -206,8 +215,12 @@ def _lower_names(text: str, lang: str) -> list[tuple[int, int]]:
                 if start is not None:
                     break
                 titled = True
+                # a lower-case title is written as part of the name ("dr s okonjo")
+                particle_start = m.start() if particle_start is None else particle_start
             elif m.group("ini"):
-                start = m.start() if start is None else start
+                if start is None:
+                    start = m.start() if particle_start is None else particle_start
+                    particle_start = None
                 end = m.end()
             else:
                 word = m.group("word")
@@ -219,7 +232,11 @@ def _lower_names(text: str, lang: str) -> list[tuple[int, int]]:
                     if start is None:
                         ok = _first_word_ok(text, word, m.end(), lang, titled)
                     else:
-                        ok = _lower_first_name(word, lang) or _rare(word, _LOWER_RARE_ZIPF)
+                        ok = (
+                            _lower_first_name(word, lang)
+                            or _rare(word, _LOWER_RARE_ZIPF)
+                            or _SURNAME_SHAPE.match(word) is not None
+                        )
                     if not ok:
                         break
                     if start is None:

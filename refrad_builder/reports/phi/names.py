@@ -195,6 +195,13 @@ _NAME_RULES = [
         0.75,
         adjust=_head,
     ),
+    # a signature line "Schulte-Bockholt, Oberarzt", "Jane Doe, Consultant Radiologist"
+    Rule(
+        "name_role",
+        rf"^[ \t]*(?:{_TITLE_CHAIN})?(?P<phi>{_NAME_SEQ}),[ \t]*{_ROLE_LINE}(?![\w])",
+        0.75,
+        adjust=_head,
+    ),
     Rule(
         "title",
         rf"(?<![\w.]){_TITLE_CHAIN}(?P<phi>(?:{_PARTICLE}[ \t]+)*{_NAME_SEQ}|{_ALLCAPS}(?:[ \t]+{_W})?)",
