@@ -65,7 +65,7 @@ _CAPS_PAIR = regex.compile(
 _LABEL_BEFORE = regex.compile(rf"(?<![\w.-]){_LABEL_NAME}[ \t]*[:.#(]?[ \t]*$")
 # initials that also abbreviate Latin anatomy (A. carotis, V. portae, M. psoas, N. ulnaris)
 _LATIN_INITIALS = frozenset("AVMNRS")
-_LATIN_END = regex.compile(r"(?i:us|is|ae|um|ii|es|ior|ius|alis|aris)$")
+_LATIN_END = regex.compile(r"(?i:us|is|ae|um|ii|ior|ius|alis|aris)$")
 _RARE_ZIPF = 4.3
 _LOWER_RARE_ZIPF = 3.5
 # o'donnell, mcallister, d'angelo: shaped as surnames whatever their frequency
@@ -153,7 +153,7 @@ def _surname_initial(text: str) -> list[tuple[int, int]]:
             continue  # "BCLC B.", "ARCO I.": a classification and its grade
         if _not_surname(sur) or any(_not_surname(p) for p in sur.split("-")):
             continue
-        if not m.group("comma") and not _rare(sur, 4.0):
+        if not m.group("comma") and not _rare(sur, 5.0):
             continue
         spans.append((m.start(), m.end()))
     return spans
