@@ -108,6 +108,7 @@ _INITIAL_AFTER = re.compile(r"[ \t]*,?[ \t]*[A-ZÄÖÜ]\.(?:-[A-ZÄÖÜ]\.)?")
 _INITIAL_BEFORE = re.compile(r"[A-ZÄÖÜ]\.(?:-[A-ZÄÖÜ]\.)?[ \t]*$")
 _WORD_BEFORE = regex.compile(r"(?<![\w.-])(\p{Lu}\p{Ll}{1,11}) $")
 _HOUSE_NUMBER = re.compile(r"[ \t]+\d{1,4}(?:[ \t]?[a-z])?(?![\w,.]\d|\w)")
+_HOUSE_NUMBER_BEFORE = re.compile(r"(?<![\w.,/-])\d{1,5}[A-Za-z]?[ \t]+$")
 _INST_WORD_AFTER = re.compile(r"[ \t-]+([A-ZÄÖÜ][\w'’]+)")
 _INST_WORD_BEFORE = re.compile(r"([A-ZÄÖÜ][\w'’]+)[ \t-]+$")
 
@@ -315,4 +316,8 @@ def _extend(text: str, s: int, e: int, kind: str) -> tuple[int, int, str]:
         m = _HOUSE_NUMBER.match(text, e)
         if m:
             e = m.end()
+        # English order: the house number before the street ("14 Cnoc na Grá")
+        before = _HOUSE_NUMBER_BEFORE.search(text, max(0, s - 12), s)
+        if before:
+            s = before.start()
     return s, e, kind

@@ -46,8 +46,8 @@ _SURNAME_FIRST = regex.compile(
 # "Keller T." ends its phrase (a line, a list item): "Galassi I. Zyste" is a classification
 _SURNAME_INITIAL = regex.compile(
     rf"(?<![\w'’.-])(?P<sur>(?:{_PARTICLE}[ \t]+)*{_SUR})(?:(?P<comma>[ \t]*,)[ \t]*|[ \t]+)"
-    rf"(?P<ini>{_INI}|(?<=,[ \t]*)[{_UP}](?=[ \t]*(?:$|\))))"
-    r"(?=[ \t]*(?:$|[,;()|/–-]))",
+    rf"(?P<ini>{_INI}|(?<=,[ \t]*)[{_UP}](?=[ \t]*(?:$|\))|[ \t]{{2}}))"
+    r"(?=[ \t]{2}|[ \t]*(?:$|[,;()|/–-]))",
     regex.MULTILINE,
 )
 # not right after a capitalised word: "Child-Pugh A. Surveillance", "BCLC B. Kontrolle"
