@@ -158,6 +158,11 @@ def test_specialties_are_no_institutions(text):
     assert scrub(text, lang="en").spans == ()
 
 
+def test_degree_after_a_surname_is_no_initial():
+    out = scrub("Read by: Anna Birk, M.D.", lang="en")
+    assert out.text == "Read by: [NAME], M.D."
+
+
 def test_header_address_takes_the_house_number_before_the_street():
     key = b"k" * 32
     known = known_phi_hashes(key, {"ADDR": ["7 Bóthar na Trá^Claddagh"]})

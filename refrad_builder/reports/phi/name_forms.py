@@ -67,6 +67,7 @@ _LABEL_BEFORE = regex.compile(rf"(?<![\w.-]){_LABEL_NAME}[ \t]*[:.#(]?[ \t]*$")
 _LATIN_INITIALS = frozenset("AVMNRS")
 _LATIN_END = regex.compile(r"(?i:us|is|ae|um|ii|ior|ius|alis|aris)$")
 _RARE_ZIPF = 4.3
+_DEGREE_INITIALS = frozenset("M.D. D.O. R.N. N.P. P.A. D.C. B.S. M.S. M.A. B.A.".split())
 _LOWER_RARE_ZIPF = 3.5
 # o'donnell, mcallister, d'angelo: shaped as surnames whatever their frequency
 _SURNAME_SHAPE = regex.compile(r"(?:o['’]|d['’]|mc|mac)[a-z]{3,}$")
@@ -146,8 +147,8 @@ def _surname_initial(text: str) -> list[tuple[int, int]]:
     spans = []
     for m in _SURNAME_INITIAL.finditer(text, overlapped=True):
         words = _surname_words(m.group("sur"))
-        if not words:
-            continue
+        if not words or regex.sub(r"[ \t-]", "", m.group("ini")) in _DEGREE_INITIALS:
+            continue  # "Fox, M.D.": a degree, not an initial
         sur = words[-1]
         if sur.isupper() and (not m.group("comma") or len(sur) < 4):
             continue  # "BCLC B.", "ARCO I.": a classification and its grade
