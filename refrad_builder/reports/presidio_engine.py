@@ -55,6 +55,7 @@ from refrad_builder.reports.phi.institutions import (
     GENERIC_INST_FOLDED,
     GENERIC_INST_WORDS,
 )
+from refrad_builder.reports.phi.name_forms import NameFormRecognizer
 from refrad_builder.reports.phi.names import _NAME_RULES, is_not_name
 from refrad_builder.reports.phi.people import FirstNameRecognizer
 from refrad_builder.reports.phi.phones import _PHONE_CONTEXT, _PHONE_RULES
@@ -122,6 +123,7 @@ def _recognizers(language: str) -> list[EntityRecognizer]:
     return [
         GroupPatternRecognizer("NAME", language, _NAME_RULES),
         FirstNameRecognizer(language),
+        NameFormRecognizer(language),
         DateRecognizer(language),
         GroupPatternRecognizer("PHONE", language, _PHONE_RULES, context=_PHONE_CONTEXT),
         PhoneRecognizer(

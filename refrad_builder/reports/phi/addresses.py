@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from refrad_builder.reports.phi.base import _LOW, _UP, Rule
+from refrad_builder.reports.phi.names import is_not_name
 
 _DE_STREET_SUFFIX = (
     r"(?:straße|strasse|str\.|Straße|Strasse|Str\.|weg|Weg|gasse|Gasse|allee|Allee|platz|Platz|"
@@ -16,6 +17,22 @@ _EN_STREET_SUFFIX = (
     r"Hwy\.?|Row|Gardens|Grove|Walk|Mews)"
 )
 _CITY = rf"[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)*"
+_CITY_ANY = rf"(?:{_CITY}|[{_UP}]{{3,}}(?:-[{_UP}]{{3,}})*)"
+_EN_SUFFIX_ANY = (
+    r"(?i:Street|St\.?|Road|Rd\.?|Avenue|Ave\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|"
+    r"Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent|Square|Sq\.?|Parkway|Pkwy\.?|Highway|"
+    r"Hwy\.?|Row|Gardens|Grove|Walk|Mews)"
+)
+_HOUSE_NO = r"\d{1,4}(?:[ \t]?[a-z])?(?:[-/]\d{1,4}[a-z]?)?"
+_AU_STATES = r"(?:QLD|NSW|VIC|SA|WA|TAS|NT|ACT)"
+
+
+def _not_common(text: str, s: int, e: int, m: object) -> tuple[int, int] | None:
+    """Veto a place whose words are headings or report vocabulary ("Befund, 05.03.")."""
+    words = re.findall(r"[\w]+", text[s:e])
+    return None if any(is_not_name(w) for w in words if not w.isdigit()) else (s, e)
+
+
 _CITY_PREFIX = r"(?:(?:Bad|Sankt|St\.|Neu|Alt|Groß|Klein|Hohen|Markt|Schwäbisch|Hann\.)[ \t]+)?"
 _ADDR_RULES = [
     # Irish postal districts and Eircodes: Dublin 8, D08 X2F5, A65 F4E2
@@ -29,14 +46,15 @@ _ADDR_RULES = [
     # Hugstetter Straße 55, Kaiser-Joseph-Str. 219, Schillerstr. 22, Lindenallee 17a
     Rule(
         "de_street",
-        rf"(?<![\w-])(?:[{_UP}][{_LOW}]+[ \t])?(?:[{_UP}][\w-]*?)?{_DE_STREET_SUFFIX}[ \t]+\d{{1,4}}(?:[ \t]?[a-z])?(?![\w,.]\d|\w)",
+        rf"(?<![\w-])(?:[{_UP}][{_LOW}]+[ \t])?(?:[{_UP}][\w-]*?)?{_DE_STREET_SUFFIX}[ \t]+{_HOUSE_NO}(?![\w,.]\d|\w)",
         0.75,
         adjust=lambda t, s, e, m: None if re.match(r"(?:\w+-)?Ring[ \t]", t[s:e]) else (s, e),
     ),
     # Am Mühlbach 12a, An der Kirche 3 (only as a standalone address phrase)
     Rule(
         "de_street_prep",
-        rf"(?<![\w])(?:Am|An[ \t]der|An[ \t]den|Auf[ \t]dem|Auf[ \t]der|Zum|Zur|Unter[ \t]den)[ \t]+[{_UP}][\wäöüß-]+"
+        rf"(?<![\w])(?:Am|Im|In[ \t]der|In[ \t]den|Beim|An[ \t]der|An[ \t]den|Auf[ \t]dem|Auf[ \t]der|Zum|Zur|"
+        rf"Unter[ \t]den|Hinter[ \t]der|Vor[ \t]dem)[ \t]+[{_UP}][\wäöüß-]+"
         r"[ \t]+\d{1,4}(?:[ \t]?[a-z])?(?=[ \t]*(?:[,;)]|$))",
         0.7,
     ),
@@ -53,6 +71,64 @@ _ADDR_RULES = [
         rf"(?:[A-Z][a-z]+[ \t]+){{1,3}}{_EN_STREET_SUFFIX}(?![\w])"
         r"(?:,?[ \t]+(?:Suite|Ste\.?|Apt\.?|Apartment|Unit|Floor)[ \t]*\#?\d+[A-Z]?)?",
         0.7,
+    ),
+    # 3105 N Division St, 2200 E 71ST ST, Level 2, 310 Old Cleveland Rd
+    Rule(
+        "en_street_any",
+        r"(?<![\w.,])(?:(?:Flat|Apt\.?|Apartment|Unit|Level|Suite)[ \t]+\d+[A-Z]?,?[ \t]+)?"
+        r"\d{1,5}[A-Z]?[ \t]+(?!(?i:mm|cm|ml|mg|x|h|min|mgy|kv|mas|t)\b)(?:(?:[NSEW]|NE|NW|SE|SW)\.?[ \t]+)?"
+        rf"(?:(?:[A-Z][a-z]+|[A-Z]{{2,}}|\d{{1,3}}(?i:st|nd|rd|th))[ \t]+){{1,3}}{_EN_SUFFIX_ANY}(?![\w])"
+        r"(?:,?[ \t]+(?:Suite|Ste\.?|Apt\.?|Apartment|Unit|Floor)[ \t]*\#?\d+[A-Z]?)?",
+        0.7,
+    ),
+    # Unit 4, Ballybrit Business Park
+    Rule(
+        "business_park",
+        r"(?<![\w])(?:Unit|Level|Building)[ \t]+\d+[A-Z]?,[ \t]+(?:[A-Z][\w'’]+[ \t]+){1,3}"
+        r"(?:Business|Industrial|Retail|Technology|Science|Medical)[ \t]+(?:Park|Estate|Centre|Center)",
+        0.7,
+    ),
+    # a street of any name right before a postcode: "Anger 37, 99084 Erfurt"
+    Rule(
+        "street_before_postcode",
+        rf"(?<![\w-])(?P<phi>[{_UP}][\wäöüß.-]+(?:[ \t][{_UP}][\wäöüß.-]*){{0,2}}[ \t]+{_HOUSE_NO})"
+        rf",[ \t]*(?:(?:D|A|CH)-)?\d{{4,5}}[ \t]+{_CITY_PREFIX}{_CITY}(?=[ \t]*(?:$|[,·|;(]))",
+        0.7,
+        adjust=_not_common,
+    ),
+    # Austrian and Swiss 4-digit postcodes, as a field of their own: ", 8008 Zürich"
+    Rule(
+        "at_ch_postcode_city",
+        rf"(?:^|(?<=[,·|;][ \t]*))(?:(?:A|CH)-)?\d{{4}}[ \t]+{_CITY_PREFIX}{_CITY}"
+        r"(?=[ \t]*(?:$|[,·|;]))",
+        0.65,
+        adjust=_not_common,
+    ),
+    # Tulsa, OK 74136; CHICAGO IL 60614
+    Rule(
+        "us_city_zip_any",
+        rf"(?<![\w])(?:{_CITY_ANY}[ \t]){{0,2}}{_CITY_ANY},?[ \t]*[A-Z]{{2}}[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])",
+        0.7,
+        adjust=_not_common,
+    ),
+    # Coorparoo QLD 4151
+    Rule(
+        "au_city_postcode",
+        rf"(?<![\w])(?:{_CITY_ANY}[ \t]){{0,2}}{_CITY_ANY},?[ \t]+{_AU_STATES}[ \t]+\d{{4}}(?![\w])",
+        0.7,
+    ),
+    # Galway H91 P8Y2 (a city before an Eircode)
+    Rule(
+        "ie_city_eircode",
+        rf"(?<![\w])(?:{_CITY},?[ \t]+){{1,2}}(?=[AC-FHKNPRTV-Y]\d{{2}}[ \t]?[0-9AC-FHKNPRTV-Y]{{4}}(?![\w]))"
+        r"[AC-FHKNPRTV-Y]\d{2}[ \t]?[0-9AC-FHKNPRTV-Y]{4}",
+        0.7,
+    ),
+    # Postfach 10 44 21, PO Box 1234
+    Rule(
+        "po_box",
+        r"(?<![\w])(?:Postfach|P\.?[ \t]?O\.?[ \t]+Box|PO[ \t]+Box)[ \t]+(?P<phi>\d[\d \t]{1,10}\d)",
+        0.75,
     ),
     Rule(
         "en_street_name",
@@ -76,5 +152,13 @@ _ADDR_RULES = [
         "de_letter_place",
         rf"^[ \t]*(?P<phi>{_CITY}(?:[ \t]+(?:im|am)[ \t]+{_CITY})?),[ \t]*den[ \t]+(?=\d)",
         0.7,
+    ),
+    # ... and without "den": "Heilbronn, 05.03.2024", "Speyer, 18. November 2024"
+    Rule(
+        "de_letter_place_date",
+        rf"^[ \t]*(?P<phi>{_CITY}(?:[ \t]+(?:im|am)[ \t]+{_CITY})?),[ \t]*"
+        rf"(?=\d{{1,2}}\.[ \t]?(?:\d{{1,2}}\.[ \t]?\d{{2,4}}|[{_UP}][{_LOW}]+[ \t]+\d{{4}})[ \t]*$)",
+        0.7,
+        adjust=_not_common,
     ),
 ]

@@ -13,7 +13,7 @@ _AGE_RULES = [
     ),
     Rule(
         "en_age",
-        rf"(?<![\d,.]){_AGE90}(?=[ \t]*-?[ \t]*(?:years?\b|year-old|yrs?\b|yo\b|y/o|y\.o\.|y\b|-y-o))",
+        rf"(?<![\d,.]){_AGE90}(?=[ \t]*-?[ \t]*(?i:years?\b|year-old|yrs?\b|yo\b|y/o|y\.o\.|y\b|-y-o))",
         0.8,
     ),
     Rule(

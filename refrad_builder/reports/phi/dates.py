@@ -31,6 +31,24 @@ _MONTH_FORMS = sorted(
     {f for w in _MONTH_OF for f in (w[:1].upper() + w[1:], w.upper())}, key=len, reverse=True
 )
 _MONTH = "(" + "|".join(_MONTH_FORMS) + r")\.?"
+# any case ("march 3 2025", dictated text): only where a day and a year come with it
+_MONTH_CI = "((?i:" + "|".join(sorted(_MONTH_OF, key=len, reverse=True)) + r"))\.?"
+_DAY_WORDS = (
+    "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+    "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth"
+).split()
+_DAY_WORD = {w: i + 1 for i, w in enumerate(_DAY_WORDS)}
+_DAY_WORD.update({f"twenty-{w}": 20 + i + 1 for i, w in enumerate(_DAY_WORDS[:9])})
+_DAY_WORD.update({"thirtieth": 30, "thirty-first": 31})
+_DAY_WORD_RE = "((?i:" + "|".join(sorted(_DAY_WORD, key=len, reverse=True)) + "))"
+# a month alone after a temporal preposition ("new since February", "seit März")
+_MONTH_FULL = "|".join(
+    sorted(
+        {w[:1].upper() + w[1:] for w in _MONTH_OF if len(w) >= 3 and w not in {"mär", "mrz"}},
+        key=len,
+        reverse=True,
+    )
+)
 _YEAR4 = r"((?:18|19|20)\d{2})"
 # Not glued to a number before ("3.14.03.1952" is no date), but "geb.14.03.1952" is one.
 _NB = r"(?<!\d)(?<!\d[.,/-])"
@@ -41,9 +59,14 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # 14.03.1952, 14. 3. 1952, 12.–18.03.2024
     (
         re.compile(
-            rf"{_NB}(?:\d{{1,2}}\.?[ \t]?[–-][ \t]?)?(\d{{1,2}})\.\s?(\d{{1,2}})\.\s?{_YEAR4}(?!\d)"
+            rf"{_NB}(?:\d{{1,2}}\.?[ \t]?[–-][ \t]?)?(\d{{1,2}})[ \t]?\.\s?(\d{{1,2}})[ \t]?\.\s?{_YEAR4}(?!\d)"
         ),
         "dmy",
+    ),
+    # spaced slashes: 03 / 04 / 64
+    (
+        re.compile(r"(?<![\w/.])(\d{1,2})[ \t]/[ \t](\d{1,2})[ \t]/[ \t](\d{4}|\d{2})(?![\d/])"),
+        "slash",
     ),
     (re.compile(rf"{_NB}(\d{{1,2}})\.(\d{{1,2}})\.(\d{{2}})(?!\d|\.\d)"), "dmy"),
     (re.compile(rf"{_NB}{_YEAR4}[-/.](\d{{1,2}})[-/.](\d{{1,2}})(?![\d/-]|\.\d)"), "ymd"),
@@ -65,6 +88,30 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         ),
         "d_month_y",
     ),
+    # the second of April 1951
+    (
+        re.compile(rf"(?<![\w-]){_DAY_WORD_RE}\s+(?:of\s+)?{_MONTH_CI},?\s*{_YEAR4}(?!\d)"),
+        "word_d_month_y",
+    ),
+    # dictated, lower case: march 3 2025, july 9th 1971, 9 july 1971
+    (
+        re.compile(
+            rf"(?<![\w.]){_MONTH_CI}\s+(\d{{1,2}})(?:st|nd|rd|th)?{_DAY_RANGE},?\s+{_YEAR4}(?!\d)"
+        ),
+        "month_d_y",
+    ),
+    (
+        re.compile(rf"(?<![\w.])(\d{{1,2}}){_ORD}\s*(?:of\s+)?{_MONTH_CI},?\s*{_YEAR4}(?!\d)"),
+        "d_month_y",
+    ),
+    # two-digit years after a month name: 3. Feb. 57, 3 februar 57
+    (
+        re.compile(
+            rf"(?<![\w.])(\d{{1,2}}){_ORD}[ \t]*{_MONTH_CI}[ \t]+(\d{{2}})"
+            r"(?![\d.,:]\d|\d|[ \t]*(?i:Uhr|h\b|mm|cm|ml|%|x\b|Jahre|years))"
+        ),
+        "d_mon_y",
+    ),
     # March 14, 1952; August 8th 1959; March 12-18, 2024
     (
         re.compile(
@@ -79,6 +126,14 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
     (re.compile(rf"(?<![\w.]){_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)(?!\w)"), "month_d"),
     (re.compile(r"(?<![\w./])(0?[1-9]|1[0-2])/((?:18|19|20)\d{2})(?![\d/]|\.\d)"), "m_y"),
+    (
+        regex.compile(
+            r"(?<=(?i:\b(?:since|from|in|on|until|till|before|after|compared[ \t]+(?:with|to)|"
+            r"seit|vom|von|im|bis|ab|vor|Anfang|Mitte|Ende|early|mid|late))[ \t]+)"
+            rf"({_MONTH_FULL})(?!\w|\.\d|[ \t]+\d)"
+        ),
+        "month",
+    ),
 ]
 # German-only partial dates; in English text "3.2019" or "1.2." are more likely numbers.
 _DATE_PATTERNS_DE: list[tuple[re.Pattern[str], str]] = [
@@ -135,6 +190,12 @@ def _candidates(kind: str, g: tuple[str, ...]) -> list[str] | None:
     elif kind == "month_d_y":
         m = _month(g[0])
         out = [_ymd(int(g[2]), m, int(g[1]))] if m else []
+    elif kind == "word_d_month_y":
+        m = _month(g[1])
+        day = _DAY_WORD.get(g[0].casefold())
+        out = [_ymd(int(g[2]), m, day)] if m and day else []
+    elif kind == "month":
+        return []
     elif kind == "month_y":
         return [] if _month(g[0]) else None
     elif kind == "d_month":

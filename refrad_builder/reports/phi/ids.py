@@ -7,7 +7,7 @@ import re
 from refrad_builder.reports.phi.base import _UP, Rule
 
 _ID_LABEL = (
-    r"(?i:Pat(?:ienten)?\.?[ \t]?-?[ \t]?(?:Nr|ID|Nummer)\.?|PID|Patientennummer|Patienten-Nummer|"
+    r"(?:(?i:Pat(?:ienten)?\.?[ \t]?-?[ \t]?(?:Nr|ID|Nummer)\.?|PID|Patientennummer|Patienten-Nummer|"
     r"Fall(?:[ \t]?-?[ \t]?(?:nr|nummer)\.?)?|Aufnahme(?:[ \t]?-?[ \t]?(?:nr|nummer)\.?)|"
     r"Auftrag(?:s)?(?:[ \t]?-?[ \t]?(?:nr|nummer)\.?)?|Acc\.?(?:[ \t]?-?[ \t]?(?:Nr|No)\.?)?|Acc\#|"
     r"Accession(?:[ \t]?(?:Nr|No|Number|\#)\.?)?|Untersuchungs(?:[ \t]?-?[ \t]?(?:nr|nummer)\.?)|"
@@ -24,15 +24,37 @@ _ID_LABEL = (
     r"Registry(?:[ \t]+(?:ID|no\.?|number))?|Sozialversicherungs(?:nummer|-Nr\.?)|SV[ \t]?-?[ \t]?Nr\.?|"
     r"Rentenversicherungsnummer|RV[ \t]?-?[ \t]?Nr\.?|Steuer[ \t]?-?[ \t]?ID|IK[ \t]?-?[ \t]?Nr\.?|"
     r"PPSN|PPS[ \t]+(?:no\.?|number)|National[ \t]+Insurance(?:[ \t]+(?:no\.?|number))?|NINO|"
-    r"CHI(?:[ \t]+(?:no\.?|number))?|IHI|Passport(?:[ \t]+(?:no\.?|number))?)"
+    r"CHI(?:[ \t]+(?:no\.?|number))?|IHI|Passport(?:[ \t]+(?:no\.?|number))?|"
+    r"Hosp\.?[ \t]*(?:No|Nr|number)\.?|Unit[ \t]+(?:no\.?|number)|Ref(?:erence)?(?:[ \t]+(?:no\.?|number))?|"
+    r"(?:Our|Your|MDT)[ \t]+ref\.?|(?:Ihr|unser)[ \t]+Zeichen|Job(?:[ \t]+(?:no\.?|number|\#))?|"
+    r"Research[ \t]+ID|SVNR|Studienregister|Register(?:nummer)?|H&C[ \t]+No\.?)"
+    # any abbreviation with "-Nr." ("AHV-Nr.", "ITS-Nr.")
+    r"|[A-ZÄÖÜ]{2,6}-Nr\.?)"
 )
-_ID_VALUE = r"(?=[A-Za-z0-9./-]*\d)[A-Za-z0-9][A-Za-z0-9./-]*[A-Za-z0-9](?:[ \t]\d{3,}){0,3}"
+# a value: a code with a digit, after an optional letter prefix ("ONC-REG 2023-0047", "TR
+# 88-1204"), and further digit groups unless a unit follows ("2951 48736 1", "448 190 27")
+_ID_VALUE = (
+    r"(?:[A-Z]{1,8}(?:-[A-Z]{1,8})*[ \t](?=\d))?"
+    r"(?=[A-Za-z0-9./-]*\d)[A-Za-z0-9][A-Za-z0-9./-]*[A-Za-z0-9]"
+    r"(?:[ \t]\d+(?![\d.,]\d)(?![ \t]*(?i:mm|cm|ml|mg|m?Gy|%|x)\b)){0,3}"
+)
 
 
 def _not_a_year_range(text: str, s: int, e: int, m: object) -> tuple[int, int] | None:
     if re.fullmatch(r"(?:19|20)\d{2}[-–/](?:19|20)\d{2}", text[s:e]):
         return None
     return s, e
+
+
+def _code_like(value: str) -> bool:
+    """4 or more digits, a group of 2 or more digits, and not a vertebra or TNM range
+    ("C5-C6", "T12-L1")."""
+    groups = [g for g in value.replace("/", "-").split("-") if g]
+    return (
+        sum(c.isdigit() for c in value) >= 4
+        and any(sum(c.isdigit() for c in g) >= 2 for g in groups)
+        and not all(len(g) <= 3 for g in groups)
+    )
 
 
 _ID_RULES = [
@@ -47,6 +69,27 @@ _ID_RULES = [
         "code",
         rf"(?<![\w./-])(?=[{_UP}0-9-]*\d{{3}})[{_UP}]{{1,7}}-?\d{{2,}}(?:[-/]\d+)*[{_UP}]?(?![\w/-])",
         0.6,
+    ),
+    # GHSG-HD21-0388, LC-MDT-25-0312, IT3-2025-0091, 24-S-06271, WX/442/19017: capitals and
+    # digits joined by hyphens or slashes, with a letter and 4 or more digits
+    Rule(
+        "joined_code",
+        rf"(?<![\w./-])(?=[{_UP}0-9/-]*[{_UP}])[{_UP}0-9]+(?:[-/][{_UP}0-9]+)+(?![\w/-])",
+        0.6,
+        adjust=lambda t, s, e, m: (s, e) if _code_like(t[s:e]) else None,
+    ),
+    # RX7Q0418823: one token of capitals and 5 or more digits
+    Rule(
+        "mixed_code",
+        rf"(?<![\w./-])[{_UP}]{{1,4}}\d[{_UP}\d]*[{_UP}]\d{{5,}}(?![\w/-])",
+        0.6,
+    ),
+    # Swiss AHV 756.4471.2290.13 and other dotted digit groups of 10 or more digits
+    Rule(
+        "dotted_number",
+        r"(?<![\w.,])\d{2,4}(?:\.\d{2,6}){2,}(?![\w]|\.\d)",
+        0.6,
+        adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 10 else None,
     ),
     Rule("long_number", r"(?<![\w.,/:-])\d{7,}(?![\w.,]\d|\w)", 0.6),
     # 4711-0815, 64-22318, 71-55-2390, 078-05-1120 (6+ digits in dash groups)

@@ -11,7 +11,7 @@ from refrad_builder.reports.phi.names import _NOT_NAME
 from refrad_builder.reports.phi.words import phi_words
 
 _DE_INST_HEAD = (
-    r"(?:Universitätsklinikum|Universitätsklinik|Universitätsmedizin|Universitätsspital|"
+    r"(?i:Universitätsklinikum|Universitätsklinik|Universitätsmedizin|Universitätsspital|"
     r"Kantonsspital|Uniklinik(?:um)?|Klinikum|Kreisklinik(?:um)?|"
     r"Kreiskrankenhaus|Krankenhaus|Klinik(?:en)?|Kinderklinik|Fachklinik|Sportklinik|Privatklinik|"
     r"Herzzentrum|Brustzentrum|Darmzentrum|Tumorzentrum|Zentrum|MVZ|Praxis|Gemeinschaftspraxis|"
@@ -19,54 +19,83 @@ _DE_INST_HEAD = (
     r"Pflegeheim|Altenheim|Ambulanz|Hospital|Spital|Stroke[ \t]Unit|Institut|Stift|Hospiz|Diakonie)"
 )
 _DE_INST_COMPOUND = (
-    rf"[{_UP}][\wäöüß]*-(?:Klinik(?:um)?|Krankenhaus|Hospital|Ambulanz|Stift|Zentrum|Praxis)"
+    rf"(?:[{_UP}][\wäöüß]*-)+(?i:Klinik(?:um)?|Krankenhaus|Hospital|Ambulanz|Stift|Zentrum|Praxis)"
+    # one-word compounds with a generic first part: Röntgeninstitut, Versorgungszentrum,
+    # Seniorenresidenz, Kreiskliniken, Radiologiezentrum (a proper name must follow)
+    rf"|(?:[{_UP}][\wäöüß]+-[ \t]+und[ \t]+)?[{_UP}][{_LOW}]+(?:klinik(?:en|um)?|krankenhaus|zentrum|"
+    r"institut|praxis|residenz|stift|hospiz|ambulanz)"
 )
 _DE_INST = (
-    rf"(?<![\w-])(?:St\.?[ \t]*|Sankt[ \t]+)?(?:[{_UP}][{_LOW}]+(?:ische[nrs]?|ches)[ \t]+)?"
+    rf"(?<![\w-])(?:(?i:St)\.?[ \t]*|(?i:Sankt)[ \t]+)?(?:[{_UP}][{_LOW}]+(?:ische[nrs]?|ches)[ \t]+)?"
     rf"(?:{_DE_INST_COMPOUND}|{_DE_INST_HEAD})"
     rf"(?:[ \t]+für[ \t]+[{_UP}][\wäöüß-]+)?"
-    rf"(?P<tail>(?:[ \t]+(?:(?:am|im|an[ \t]der|auf[ \t]der|in|St\.|Sankt)[ \t]*)?[{_UP}][\wäöüß-]+){{1,2}})"
+    rf"(?P<tail>(?:[ \t]+(?:(?:[Aa]m|[Ii]m|[Aa]n[ \t]der|[Aa]uf[ \t]der|in|St\.|Sankt|Dr\.)[ \t]*)?"
+    rf"[{_UP}][\wäöüß-]+){{1,3}})(?:[ \t]*&[ \t]*Partner(?:n|in|innen)?(?![\w]))?"
 )
 _EN_INST_TAIL = (
-    r"(?:Hospital|Infirmary|Medical[ \t]+Cent(?:er|re)|Imaging[ \t]+(?:Cent(?:er|re)|Group|Services)|"
+    r"(?i:Hospital|Infirmary|Medical[ \t]+Cent(?:er|re)|Imaging[ \t]+(?:Cent(?:er|re)|Group|Services)|"
     r"Radiology[ \t]+(?:Partners|Associates|Group|Services)|Clinic|Health(?:care)?[ \t]+System|"
     r"Cancer[ \t]+(?:Institute|Cent(?:er|re))|Heart[ \t]+Institute|Surgery|Care[ \t]+Home|"
     r"Nursing[ \t]+Home|Breast[ \t]+Cent(?:er|re)|Colorectal[ \t]+Unit|MS[ \t]+Service|"
     r"Reading[ \t]+Services|Gastroenterology[ \t]+Associates|Practice|Health[ \t]+Cent(?:er|re)|"
     r"Medical[ \t]+Group|Institute|Regional(?:[ \t]+(?:Hospital|Medical[ \t]+Cent(?:er|re)))?|"
     r"Memorial(?:[ \t]+(?:Hospital|Medical[ \t]+Cent(?:er|re)))?|Hospice|Sanatorium|"
-    r"(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Health[ \t]+Board)"
+    r"(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Health[ \t]+Board|"
+    r"Associates|Partners|Radiology|Teleradiology|Imaging|Physio(?:therapy)?|"
+    r"(?:Treatment|Trauma|Diagnostic|Surgical|Rehabilitation)[ \t]+Cent(?:er|re)|Hospitals|"
+    r"Assisted[ \t]+Living|Health|General(?=[ \t]*(?:$|[,.;)])))"
 )
+# name words: Title case or capitals, "St." or "Saint" with a name, joined by "&", "and", "of"
+_EN_NAME_WORD = r"(?:(?:St\.?|Saint|ST\.?)[ \t]+[A-Z][A-Za-z]+(?:['’][sS])?|[A-Z][A-Za-z]+(?:['’][sS])?|[IVX]{1,3}(?=[ \t]))"
 _EN_INST = (
-    r"(?<![\w])(?P<name>(?:(?:St\.?|Saint)[ \t]+[A-Z][a-z]+['’]s[ \t]+|[A-Z][A-Za-z]+(?:['’]s)?[ \t]+){1,3})"
-    rf"{_EN_INST_TAIL}(?:[ \t]+of[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+)?)?(?![\w])"
+    rf"(?<![\w])(?P<name>{_EN_NAME_WORD}(?:[ \t]+(?:(?:&|and|of)[ \t]+)?{_EN_NAME_WORD}){{0,4}}[ \t]+)"
+    rf"(?P<tail>{_EN_INST_TAIL})(?:[ \t]+of[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+)?)?(?![\w])"
 )
 GENERIC_INST_WORDS = phi_words("generic_institution")
 GENERIC_INST_FOLDED = frozenset(w.casefold() for w in GENERIC_INST_WORDS)
+_NOT_NAME_FOLDED = frozenset(w.casefold() for w in _NOT_NAME)
 
 
 def _de_inst_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int, int] | None:
     tail_s, tail_e = m.span("tail")
     words = re.findall(r"[\wäöüß-]+", text[tail_s:tail_e])
-    proper = [w for w in words if w not in ("am", "im", "an", "der", "auf", "in")]
-    if not proper or proper[0] in GENERIC_INST_WORDS or proper[0] in _NOT_NAME:
+    proper = [w for w in words if w.casefold() not in ("am", "im", "an", "der", "auf", "in")]
+    # generic words between the head and the name ("MVZ Radiologie Seetor") are skipped
+    while proper and (_generic(proper[0]) or proper[0] in ("St", "Sankt", "Dr")):
+        proper.pop(0)
+    if not proper or proper[0] in _NOT_NAME:
         return None
     # a second tail word that is generic ("Klinikum Tannenberg Radiologie") is not the name
-    end = tail_e
+    end = m.end() if m.end() > tail_e else tail_e
     if len(proper) > 1 and (proper[-1] in GENERIC_INST_WORDS or proper[-1] in _NOT_NAME):
         end = tail_s + text[tail_s:tail_e].rfind(proper[-1])
         end = len(text[:end].rstrip(" \t")) if end > tail_s else tail_e
     return s, end
 
 
+def _generic(word: str) -> bool:
+    """A generic institution word, department, heading or anatomy/imaging term (any case)."""
+    from refrad_builder.reports.lexicon import lexicon
+
+    w = word.casefold().removesuffix("'s").removesuffix("’s")
+    return (
+        word.casefold() in GENERIC_INST_FOLDED
+        or w in GENERIC_INST_FOLDED
+        or w in _NOT_NAME_FOLDED
+        or w in lexicon().exact
+    )
+
+
 def _en_inst_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int, int] | None:
+    if not m.group("tail")[:1].isupper():
+        return None
     ns, ne = m.span("name")
     words = re.findall(r"[A-Za-z'’]+", text[ns:ne])
     # drop leading generic or sentence words ("The Riverside ...", "Outside ...")
     start = ns
     for w in words:
-        if w in GENERIC_INST_WORDS or w in _NOT_NAME or w == "St":
-            if w == "St":
+        if _generic(w) or w in ("St", "ST", "Saint", "and", "of"):
+            if w in ("St", "ST", "Saint"):
                 break
             start = text.index(w, start) + len(w)
             while start < ne and text[start] in " \t":
@@ -74,7 +103,9 @@ def _en_inst_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int
             continue
         break
     specific = [
-        w for w in re.findall(r"[A-Za-z'’]+", text[start:ne]) if w not in GENERIC_INST_WORDS
+        w
+        for w in re.findall(r"[A-Za-z'’]+", text[start:e])
+        if not _generic(w) and w != m.group("tail") and w not in ("and", "of", "St", "ST", "Saint")
     ]
     if not specific:
         return None
@@ -89,14 +120,22 @@ _INST_RULES_EN = [Rule("en_institution", _EN_INST, 0.7, groups=(), adjust=_en_in
 # Elisabethenstift, Vinzenzkrankenhaus (not Kreiskrankenhaus, Tagesklinik: generic)
 _DE_INST_WORD = (
     rf"(?<![\w-])[{_UP}][{_LOW}]{{2,}}(?:hospital|krankenhaus|klinikum|klinik|stift|hospiz|spital)"
-    r"(?![\w-])"
+    rf"(?![\w-])(?:[ \t]+(?P<city>[{_UP}][{_LOW}]+)(?![\w-]))?"
+)
+# St. Hildegard Hospiz, Sankt Anna Klinik
+_DE_SAINT_INST = (
+    rf"(?<![\w])(?:St\.|Sankt)[ \t]*[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)?[ \t-]+"
+    r"(?:Hospiz|Klinik(?:um)?|Krankenhaus|Hospital|Stift|Spital|Heim)(?![\w])"
 )
 
 
 def _inst_word_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int, int] | None:
-    word = text[s:e]
+    word = m.group(0).split()[0]
     if word in GENERIC_INST_WORDS or word.startswith(_GENERIC_INST_PREFIXES):
         return None
+    city = m.group("city")
+    if city and (_generic(city) or city in _NOT_NAME):
+        e = m.start() + len(word)
     return s, e
 
 
@@ -104,3 +143,4 @@ _GENERIC_INST_PREFIXES = tuple(phi_words("generic_institution_prefixes"))
 _INST_RULES_DE.append(
     Rule("de_institution_word", _DE_INST_WORD, 0.6, groups=(), adjust=_inst_word_adjust)
 )
+_INST_RULES_DE.append(Rule("de_saint_institution", _DE_SAINT_INST, 0.7, groups=()))

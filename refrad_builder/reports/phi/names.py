@@ -10,8 +10,11 @@ from refrad_builder.reports.phi.words import phi_words
 
 _INITIAL = rf"[{_UP}]\.(?:-[{_UP}]\.)?"
 _CAPWORD = rf"(?:Mc|Mac|O['’]|D['’])?[{_UP}][{_LOW}]+(?:[-'’][{_UP}]?[{_LOW}]+)*"
-_ALLCAPS = rf"[{_UP}]{{2,}}(?:[-'’][{_UP}]{{2,}})*"
-_PARTICLES = "von van de der den zu zur vom la le di du da dos del della ten ter".split()
+_ALLCAPS = rf"(?:[{_UP}]['’])?[{_UP}]{{2,}}(?:[-'’][{_UP}]{{2,}})*"
+# Dutch, German, Romance, Irish ("Ó", "Ní", "Mac"), Welsh ("ap") name particles
+_PARTICLES = (
+    "von van de der den zu zur vom la le di du da dos del della ten ter ap ó ní nic mac ua"
+).split()
 _PARTICLE_SET = frozenset(_PARTICLES)
 _PARTICLE = "(?i:" + "|".join(_PARTICLES) + ")"
 # a title never starts a name word ("Schäfer   Dr. med. Becker" is two names)
@@ -26,6 +29,7 @@ _NAME_SEQ_CAPS = rf"{_WA}(?:[ \t]*,[ \t]*{_WA})?(?:{_SEP}{_WC}){{0,3}}"
 
 _TITLE_STRONG = (
     r"(?:Herrn?|Frau|Fr\.|Hr\.|Dres\.|Dr\.|Dr(?=[ \t])|Prof\.|Prof(?=[ \t])|Professor(?:in)?|"
+    r"DR\.?(?=[ \t])|PROF\.?(?=[ \t])|HERRN?(?=[ \t])|FRAU(?=[ \t])|Doktor|Doctor(?=[ \t])|"
     r"Priv\.-Doz\.|Mr\.?|Mrs\.?|Ms\.?|Mx\.?|Miss|Doctor|Dame|Sir)"
 )
 _TITLE_SOLO = (
@@ -47,7 +51,8 @@ _TITLE_CHAIN = (
 _NOT_NAME = phi_words("not_name")
 _TITLE_SURNAMES = phi_words("title_surnames")
 _TITLE_BEFORE = regex.compile(
-    r"(?:Herrn?|Frau|Mr\.?|Mrs\.?|Ms\.?|Dr\.?|Prof\.?|Kollegin|Kollege|Dear|Liebe[r]?)[ \t]+$"
+    r"(?:Herrn?|Frau|Mr\.?|Mrs\.?|Ms\.?|(?i:Dr|Prof)\.?|(?i:Doktor|Doctor)|Kollegin|Kollege|Dear|"
+    r"Liebe[r]?)(?:[ \t]+(?:med\.|dent\.|rer\.[ \t]?nat\.|univ\.|habil\.|Dr\.|Prof\.))*[ \t]+$"
 )
 _NAME_TOKEN = regex.compile(rf"{_INITIAL}|[\w'’-]+\.?")
 
@@ -63,6 +68,19 @@ def is_not_name(word: str) -> bool:
     """True for a word that is never part of a person's name in a report ("Befund",
     "Radiology", "Morbus", "Dr")."""
     return word.rstrip(".,").casefold() in _NOT_NAME_FOLDED
+
+
+_TITLE_SURNAMES_FOLDED = frozenset(w.casefold() for w in _TITLE_SURNAMES)
+
+
+def surname_after_title(word: str) -> bool:
+    """Whether a word that is otherwise never a name is a surname right after a title: an
+    anatomy or clinical word ("Dr. Lunge", "DR. HEAD", "Dr. Colon's office")."""
+    from refrad_builder.reports.lexicon import lexicon
+
+    w = word.rstrip(".,").casefold()
+    w = w.removesuffix("'s").removesuffix("’s")
+    return w in _TITLE_SURNAMES_FOLDED or w in lexicon().exact
 
 
 def _after_title(text: str, start: int) -> bool:
@@ -84,7 +102,7 @@ def _trim_name(text: str, start: int, end: int, anchor: str) -> tuple[int, int] 
             if (
                 is_not_name(word)
                 and word.casefold() not in _PARTICLE_SET
-                and not (opened and i <= 1 and word in _TITLE_SURNAMES)
+                and not (opened and i <= 1 and surname_after_title(word))
             ):
                 break
             kept.append((s, e))
@@ -121,7 +139,8 @@ _LABEL_NAME = (
     r"Diktiert(?:[ \t]+von)?|Untersucher(?:in)?|Assistenz|Radiologe|Radiologin|gez\.|"
     r"Hausarzt|Hausärztin|Referring(?:[ \t]+(?:physician|provider|doctor|clinician))?|"
     r"Referred[ \t]+by|Requested[ \t]+by|Ordering[ \t]+(?:provider|physician|clinician)|Attending|"
-    r"Dictated[ \t]+by|Transcribed[ \t]+by|Reported[ \t]+by|Read[ \t]+by|Reviewed[ \t]+by|"
+    r"Dictated[ \t]+by|Transcribed[ \t]+by|Typed[ \t]+by|Typist|Requesting|Referrer|Requester|"
+    r"Geschrieben[ \t]+von|Reported[ \t]+by|Read[ \t]+by|Reviewed[ \t]+by|"
     r"(?:Electronically[ \t]+)?signed(?:[ \t]+by)?|Verified[ \t]+by|Finali[sz]ed[ \t]+by|Radiologist|"
     r"Operator|Technologist|Radiographer|Performed[ \t]+by|Consent[ \t]+obtained[ \t]+by|GP|"
     r"(?:Study[ \t]+)?Coordinator|Koordinator(?:in)?|Studienkoordinator(?:in)?|Ansprechpartner(?:in)?|"
@@ -173,6 +192,13 @@ _NAME_RULES = [
     Rule(
         "role_line",
         rf"^[ \t]*(?:{_TITLE_CHAIN})?(?P<phi>{_NAME_SEQ})[ \t]*(?:,[^\n]*)?\n[ \t]*{_ROLE_LINE}",
+        0.75,
+        adjust=_head,
+    ),
+    # a signature line "Schulte-Bockholt, Oberarzt", "Jane Doe, Consultant Radiologist"
+    Rule(
+        "name_role",
+        rf"^[ \t]*(?:{_TITLE_CHAIN})?(?P<phi>{_NAME_SEQ}),[ \t]*{_ROLE_LINE}(?![\w])",
         0.75,
         adjust=_head,
     ),

@@ -25,7 +25,16 @@ from refrad_builder.reports.phi.words import phi_words
 _CAP = rf"[{_UP}](?:[{_LOW}]+|[{_UP}]+)(?:[-'’][{_UP}][{_LOW}{_UP}]+)*"
 _CANDIDATE = regex.compile(
     rf"(?<![\w.'’-])(?P<first>{_CAP})(?P<rest>(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_CAP}){{0,2}})"
-    rf"(?![\w'’-])"
+    rf"(?=['’]s(?!\w)|[^\w'’-]|$)"
+)
+# what follows an eponym: "Jefferson fracture", "Herbert B2", "Hansen und Stock IIb"
+_EPONYM_AFTER = regex.compile(
+    r"[ \t]*(?:(?P<head>[\w-]+)|(?:[IVX]{1,4}[a-c]?|[A-D]\d?|\d[a-c]?)(?![\w]))"
+)
+# word endings of findings and procedures, never of a surname ("Nephroblastom", "Myelitis")
+_CLINICAL_END = regex.compile(
+    r"(?i:om|oma|itis|ose|osis|ismus|ektomie|ectomy|graphie|graphy|skopie|scopy|tomie|plastik|"
+    r"ung|tion|ität|ie)$"
 )
 _SURNAME_WORD = regex.compile(rf"{_CAP}")
 # zipf frequency (wordfreq) at or above which a word counts as vocabulary
@@ -73,7 +82,36 @@ def _vocabulary(word: str, lang: str, limit: float) -> bool:
 
 
 def _surname_ok(word: str, lang: str) -> bool:
-    return not is_not_name(word) and not (_zipf(word.casefold(), lang) >= 5.0)
+    return (
+        not is_not_name(word)
+        and not (_zipf(word.casefold(), lang) >= 5.0)
+        and not _CLINICAL_END.search(word)
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _eponym_words() -> tuple[frozenset[str], frozenset[str]]:
+    return (
+        frozenset(w.casefold() for w in phi_words("eponyms")),
+        frozenset(w.casefold() for w in phi_words("eponym_heads")),
+    )
+
+
+def eponym_at(text: str, start: int, end: int) -> bool:
+    """Whether the capitalised words at ``[start, end)`` name a sign, fracture or
+    classification: a listed eponym, or followed by an eponym's head word or a grade."""
+    eponyms, heads = _eponym_words()
+    if any(w.casefold() in eponyms for w in regex.findall(r"[\w'’-]+", text[start:end])):
+        return True
+    m = _EPONYM_AFTER.match(text, end)
+    if m is None or m.end() == end:
+        return False
+    return m.group("head") is None or m.group("head").casefold() in heads
+
+
+def _first_name_parts(word: str) -> bool:
+    parts = word.split("-")
+    return all(len(p) >= 2 and is_first_name(p) for p in parts)
 
 
 def _alone_ok(first: str, lang: str, other: str) -> bool:
@@ -92,9 +130,13 @@ def name_spans(text: str, lang: str) -> list[tuple[int, int]]:
     """Spans of names that start with a known first name (see the module notes)."""
     other = "en" if lang == "de" else "de"
     spans = []
-    for m in _CANDIDATE.finditer(text):
+    for m in _CANDIDATE.finditer(text, overlapped=True):
         first = m.group("first")
-        if len(first) < 3 or not is_first_name(first) or _vocabulary(first, lang, _VOCAB_ZIPF):
+        if (
+            len(first) < 3
+            or not _first_name_parts(first)
+            or any(_vocabulary(p, lang, _VOCAB_ZIPF) for p in first.split("-"))
+        ):
             continue
         end = m.end("first")
         for w in _SURNAME_WORD.finditer(text, m.start("rest"), m.end("rest")):
@@ -104,6 +146,8 @@ def name_spans(text: str, lang: str) -> list[tuple[int, int]]:
             if not _surname_ok(word, lang) or word.isupper() != first.isupper():
                 break
             end = w.end()
+        if eponym_at(text, m.start(), end):
+            continue
         if end > m.end("first"):
             spans.append((m.start(), end))
         elif _alone_ok(first, lang, other):

@@ -14,7 +14,7 @@ _PHONE_NUMBER = r"\+?\(?\d[\d \t()/.–-]*\d"
 _PHONE_RULES = [
     Rule(
         "labelled",
-        rf"(?<![\w]){_PHONE_LABEL}[ \t]*(?::|\.)?[ \t]*(?P<phi>{_PHONE_NUMBER}|\d{{3,}})",
+        rf"(?<![\w]){_PHONE_LABEL}[ \t]*(?::|\.)?[ \t]*(?P<phi>-?{_PHONE_NUMBER}|-?\d{{3,}})",
         0.85,
         adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 3 else None,
     ),
@@ -27,10 +27,12 @@ _PHONE_RULES = [
     # German/UK national numbers: 0761 270-38010, (0761) 270 12345, 0176 22334455, 020 7946 0958
     Rule(
         "national",
-        r"(?<![\w+/.,-])(?:\(0\d{2,5}\)|0\d{2,5})(?:[ \t]?/[ \t]?|[ \t-])\d{2,}(?:[ \t-]\d{1,})*(?!\d|[.,/]\d)",
+        r"(?<![\w+/.,-])(?:\(0\d{1,5}\)|0\d{2,5})(?:[ \t]?/[ \t]?|[ \t-])\d{2,}(?:[ \t-]\d{1,})*(?!\d|[.,/]\d)",
         0.6,
         adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 7 else None,
     ),
+    # an extension written "x4471" (after a number or alone)
+    Rule("extension", r"(?<![\w])x\d{3,5}(?![\w])", 0.7),
     # US: (617) 555-0142, 617-555-0199, 1-800-555-0123
     Rule(
         "us",
