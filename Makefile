@@ -27,7 +27,7 @@ endif
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet torch==2.13.0 -e '.[dev,segment]'
+	$(VENV)/bin/pip install --quiet torch==2.13.0 -e '.[dev,segment,train]'
 	touch $@
 
 # llama-cpp-python builds from source the first time (12-40 min on 2 cores); pip caches the wheel.

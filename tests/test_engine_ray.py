@@ -13,7 +13,8 @@ import pytest
 from refrad_builder.demo import make_demo
 from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger
-from refrad_builder.engine.runner import LocalExecutor, RayExecutor, run_pipeline
+from refrad_builder.engine.ray_executor import RayExecutor
+from refrad_builder.engine.runner import LocalExecutor, run_pipeline
 
 pytestmark = pytest.mark.slow
 SECRET = "ray-engine-test-secret-0123456789abcdef"

@@ -6,7 +6,7 @@ import io
 
 from refrad_builder.engine.config import load_config
 from refrad_builder.engine.progress import Ticker
-from refrad_builder.engine.runner import block_count
+from refrad_builder.engine.ray_executor import block_count
 from refrad_builder.engine.stage import StageContext, get_stage
 
 

@@ -33,7 +33,6 @@ from refrad_builder.publish.refrad2d.export import (
     segment_relpath,
     snippet_key,
     snippet_relpath,
-    translation,
 )
 from refrad_builder.publish.refrad2d.models import (
     Refrad2DLabelMap,
@@ -44,6 +43,7 @@ from refrad_builder.publish.refrad2d.models import (
     Refrad2DSnippetIndex,
 )
 from refrad_builder.publish.refrad2d.orientation import GridMap, grid_map
+from refrad_builder.publish.refrad2d.rows import translation
 from refrad_builder.text import grounding
 
 SECRET = "export-test-secret-0123456789abcdef"

@@ -41,374 +41,53 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-import pydicom
 import zstandard
-from pydantic import BaseModel
-from pydicom.errors import InvalidDicomError
-from pydicom.tag import Tag
 
-from refrad_builder.anatomy.labels import LabelSchema, in_published_map, schema
+from refrad_builder.anatomy.labels import in_published_map, schema
 from refrad_builder.engine.io import atomic_write_bytes, atomic_write_via, dumps
-from refrad_builder.engine.records import SCHEMA_VERSION, ReportRecord, Sample, TextRecord, VQAItem
+from refrad_builder.engine.records import SCHEMA_VERSION
 from refrad_builder.imaging.png import decode_png
+from refrad_builder.publish.refrad2d.dicom_files import (
+    _DicomFinder,
+)
+from refrad_builder.publish.refrad2d.layout import (
+    BOX_RULE,
+    DICOM_DIR,
+    ENV_FILE,
+    IMAGE_DIR,
+    KEYWORD_RULE,
+    LABEL_MAP_FILE,
+    MANIFEST_FILE,
+    MASK_DIR,
+    MODALITIES,
+    PATH_FIELDS,
+    REPORTS_FILE,
+    REPORTS_SCHEMA,
+    SEGMENT_DIR,
+    SNIPPET_KEY_RULE,
+    SPLIT_DIR,
+    SPLITS,
+    ZSTD_LEVEL,
+    ExportItem,
+)
 from refrad_builder.publish.refrad2d.models import (
     Refrad2DLabelMap,
-    Refrad2DLanguage,
     Refrad2DManifest,
-    Refrad2DReportRow,
     Refrad2DSampledEntry,
     Refrad2DSegmentEntry,
-    Refrad2DVQA,
 )
-from refrad_builder.publish.refrad2d.orientation import GridMap, grid_map
-from refrad_builder.text import grounding
-
-ZSTD_LEVEL = 10
-DICOM_DIR = "dicoms_anon"
-REPORTS_FILE = "refrad2d_vqa_dataset.parquet"
-SEGMENT_DIR = "refrad2d_segment"
-MASK_DIR = f"{SEGMENT_DIR}/masks"
-IMAGE_DIR = f"{SEGMENT_DIR}/images"
-ENV_FILE = "radgrounder.env"
-PATH_FIELDS = ("segment_slice_path", "scan_slice_path")
-BOX_RULE = "one union box per class present in the mask (RefRad2D extract_all_bboxes, merged)"
-KEYWORD_RULE = (
-    "grounded phrases of classes in RadGrounder's published label map that are present in the "
-    "mask and occur in that language's CleanedSentence (RefRad2D get_matching_keywords)"
+from refrad_builder.publish.refrad2d.rows import (
+    _clean,
+    keywords,
+    mask_boxes,
+    report_row,
+    report_snippets,
 )
-SNIPPET_KEY_RULE = "'[CT] ' or '[MR] ' followed by the report sentences"
-SPLIT_DIR = "splits"
-LABEL_MAP_FILE = "label_map.json"
-MANIFEST_FILE = "manifest.json"
-SPLITS = ("train", "val", "test")
-MODALITIES = {"CT": "ct", "MR": "mr"}
-LANGUAGES = {"en": "english", "de": "german"}
-
-_VQA = pl.Struct(
-    {
-        "question": pl.Utf8,
-        "answer": pl.Utf8,
-        "question_type": pl.Utf8,
-        "choices": pl.List(pl.Utf8),
-    }
-)
-_LANGUAGE = pl.Struct(
-    {
-        "dicom_vqa": pl.List(_VQA),
-        "snippet_vqa": pl.List(_VQA),
-        "CleanedSentence": pl.Utf8,
-        "ReportFragestellungCleaned": pl.Utf8,
-        "ReportKlinischeAngabenCleaned": pl.Utf8,
-    }
-)
-REPORTS_SCHEMA = pl.Schema(
-    {
-        "rsopid": pl.Utf8,
-        "slice_id": pl.Utf8,
-        "split": pl.Utf8,
-        "modality": pl.Utf8,
-        "body_part": pl.Utf8,
-        "english": _LANGUAGE,
-        "german": _LANGUAGE,
-    }
-)
-_HEADER_TAGS = [
-    Tag(0x0020, 0x0013),  # InstanceNumber
-    Tag(0x0020, 0x0037),  # ImageOrientationPatient
-    Tag(0x0028, 0x0008),  # NumberOfFrames
-    Tag(0x0028, 0x0010),  # Rows
-    Tag(0x0028, 0x0011),  # Columns
-]
-
-
-@dataclass(frozen=True)
-class ExportItem:
-    """One sample to export with what the export needs from upstream stages.
-
-    ``image_png``/``mask_png`` and ``deid_files`` are relative to the work dir; ``sample``
-    must carry its split.
-    """
-
-    sample: Sample
-    image_png: str
-    mask_png: str
-    series_id: str
-    instance_number: int | None
-    deid_files: tuple[str, ...]
-    report: ReportRecord | None = None
-
-
-def _as_dict(record: Mapping[str, Any] | BaseModel) -> Mapping[str, Any]:
-    return record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-
-
-def items_from_upstream(
-    records: Iterable[TextRecord],
-    slices: Iterable[Mapping[str, Any] | BaseModel],
-    deid: Iterable[Mapping[str, Any] | BaseModel],
-    reports: Iterable[Mapping[str, Any] | BaseModel],
-) -> list[ExportItem]:
-    """Export items from the text records (samples with their split set) and the records of
-    the slices, deid and report stages (dicts as the ledgers hold them, or models)."""
-    instance = {}
-    for rec in slices:
-        d = _as_dict(rec)
-        instance[d["slice_id"]] = d.get("instance_number")
-    files = {}
-    for rec in deid:
-        d = _as_dict(rec)
-        files[d["series_id"]] = tuple(d["files"])
-    report_by_study = {}
-    for rec in reports:
-        d = _as_dict(rec)
-        report_by_study[d["study_id"]] = d
-    parsed: dict[str, ReportRecord] = {}
-    items = []
-    for rec in records:
-        s = rec.sample
-        report = None
-        if s.study in report_by_study:
-            if s.study not in parsed:
-                parsed[s.study] = ReportRecord.model_validate(report_by_study[s.study])
-            report = parsed[s.study]
-        items.append(
-            ExportItem(
-                sample=s,
-                image_png=rec.image_png,
-                mask_png=rec.mask_png,
-                series_id=s.series,
-                instance_number=instance.get(s.slice_id),
-                deid_files=files.get(s.series, ()),
-                report=report,
-            )
-        )
-    return items
-
-
-# --- DICOM files ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Header:
-    path: Path
-    rows: int | None
-    columns: int | None
-    frames: int
-    orientation: tuple[float, ...] | None
-
-
-def _read_header(path: Path) -> tuple[int | None, _Header] | None:
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-    except (OSError, EOFError, ValueError, InvalidDicomError):
-        return None
-
-    def as_int(value: Any) -> int | None:
-        try:
-            return int(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
-            return None
-
-    iop = ds.get("ImageOrientationPatient")
-    try:
-        orientation = tuple(float(v) for v in iop) if iop else None
-    except (TypeError, ValueError):
-        orientation = None
-    return as_int(ds.get("InstanceNumber")), _Header(
-        path=path,
-        rows=as_int(ds.get("Rows")),
-        columns=as_int(ds.get("Columns")),
-        frames=as_int(ds.get("NumberOfFrames")) or 1,
-        orientation=orientation,
-    )
-
-
-class _DicomFinder:
-    """InstanceNumber -> deid file of a series, headers read once per series."""
-
-    def __init__(self, work: Path):
-        self.work = work
-        self._series: dict[tuple[str, tuple[str, ...]], dict[int, list[_Header]]] = {}
-
-    def find(self, item: ExportItem) -> tuple[_Header, GridMap] | str:
-        """The slice's file and grid map, or the reason there is none."""
-        if item.instance_number is None:
-            return "no_instance_number"
-        cache_key = (item.series_id, item.deid_files)
-        by_instance = self._series.get(cache_key)
-        if by_instance is None:
-            by_instance = {}
-            for rel in item.deid_files:
-                found = _read_header(self.work / rel)
-                if found is not None and found[0] is not None:
-                    by_instance.setdefault(found[0], []).append(found[1])
-            self._series[cache_key] = by_instance
-        matches = by_instance.get(item.instance_number, [])
-        if not matches:
-            return "no_dicom_match"
-        if len(matches) > 1:
-            return "ambiguous_instance"
-        header = matches[0]
-        if header.frames != 1:
-            return "multiframe"
-        gmap = grid_map(header.orientation)
-        if gmap is None:
-            return "not_axial"
-        s = item.sample
-        if (header.rows, header.columns) != gmap.shape(s.height, s.width):
-            return "shape_mismatch"
-        return header, gmap
-
-
-# --- text ----------------------------------------------------------------------------------
-
-
-def _clean(text: str | None) -> str | None:
-    """Whitespace collapsed to single spaces; None for nothing."""
-    if text is None:
-        return None
-    out = " ".join(text.split())
-    return out or None
-
-
-def _decompose(caption: str, sentences: list[str]) -> list[str] | None:
-    """``caption`` as report sentences joined by single spaces, or None."""
-    candidates = sorted({s for s in sentences if s}, key=lambda s: (-len(s), s))
-    dead: set[int] = set()
-
-    def walk(pos: int) -> list[str] | None:
-        if pos in dead:
-            return None
-        for s in candidates:
-            if not caption.startswith(s, pos):
-                continue
-            end = pos + len(s)
-            if end == len(caption):
-                return [s]
-            if caption.startswith(" ", end):
-                rest = walk(end + 1)
-                if rest is not None:
-                    return [s, *rest]
-        dead.add(pos)
-        return None
-
-    return walk(0) if caption else None
-
-
-def report_snippets(sample: Sample, report: ReportRecord | None) -> list[str]:
-    """The report sentences that make up the sample's report caption (in order), if any."""
-    if report is None:
-        return []
-    texts = [s.text for s in report.sentences]
-    for caption in sample.captions.get(report.language, []):
-        parts = _decompose(caption, texts)
-        if parts:
-            return parts
-    return []
-
-
-def translation(sample: Sample, report: ReportRecord | None, snippets: list[str]) -> str:
-    """The text stage's translation of the linked report text into the other language.
-
-    Both generators put it first among the other language's captions (the rules' finding
-    summary, or the model's checked translation before it), and always end that list with the
-    descriptive caption of the slice; "" when the slice has no linked report text or no
-    translation was made.
-    """
-    if report is None or not snippets:
-        return ""
-    other = "en" if report.language == "de" else "de"
-    captions = sample.captions.get(other, [])
-    return _clean(captions[0]) or "" if len(captions) >= 2 else ""
-
-
-def mask_boxes(mask: np.ndarray, min_area: int = 0) -> list[tuple[int, int, int, int, int]]:
-    """``[x_min, y_min, x_max, y_max, class_id]`` of every class in ``mask`` (max edges
-    exclusive, one union box per class as RefRad2D's generator merges them), ascending class
-    id; classes with fewer than ``min_area`` pixels get none."""
-    out = []
-    ids, areas = np.unique(mask, return_counts=True)
-    for cid, area in zip(ids.tolist(), areas.tolist(), strict=True):
-        if cid == 0 or area < min_area:
-            continue
-        ys, xs = np.nonzero(mask == cid)
-        out.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, cid))
-    return out
-
-
-def keywords(
-    grounded: list[str], caption: str, present: set[int], label_schema: LabelSchema
-) -> list[tuple[str, str, int]]:
-    """``(phrase, class_name, class_id)`` as RefRad2D's generator keeps them: grounded phrases
-    of published classes present in the mask that occur in ``caption``, shortest first, a
-    phrase left out when it occurs in one already kept."""
-    found: list[tuple[str, str, int]] = []
-    for text in grounded:
-        for class_id, _bins, phrase in grounding.parse(text):
-            cls = label_schema.by_id.get(class_id)
-            if (
-                cls is None
-                or not in_published_map(class_id)
-                or class_id not in present
-                or phrase not in caption
-                or (phrase, cls.name, class_id) in found
-            ):
-                continue
-            found.append((phrase, cls.name, class_id))
-    found.sort(key=lambda k: len(k[0]))
-    out: list[tuple[str, str, int]] = []
-    for kw in found:
-        if not any(kw[0] in kept[0] for kept in out):
-            out.append(kw)
-    return out
-
-
-def _vqa(item: VQAItem) -> Refrad2DVQA:
-    return Refrad2DVQA(
-        question=item.question,
-        answer=item.answer,
-        question_type=item.question_type,
-        choices=list(item.choices) if item.question_type == "multiple" else None,
-    )
-
-
-def report_row(item: ExportItem, snippets: list[str]) -> Refrad2DReportRow:
-    """The Parquet row of one exported slice: text fields in both languages, never null."""
-    s = item.sample
-    report = item.report
-    blocks = {}
-    for lang, key in LANGUAGES.items():
-        vqa = [v for v in s.vqa if v.language == lang]
-        own = report is not None and report.language == lang
-        sections = report.sections if own and report is not None else {}
-        if own:
-            sentence = _clean(" ".join(snippets)) or ""
-        else:
-            sentence = translation(s, report, snippets)
-        blocks[key] = Refrad2DLanguage(
-            dicom_vqa=[_vqa(v) for v in vqa if v.source == "metadata"],
-            snippet_vqa=[_vqa(v) for v in vqa if v.source != "metadata"],
-            CleanedSentence=sentence,
-            ReportFragestellungCleaned=_clean(sections.get("question")) or "",
-            ReportKlinischeAngabenCleaned=_clean(sections.get("clinical_info")) or "",
-        )
-    return Refrad2DReportRow(
-        rsopid=s.key,
-        slice_id=s.key,
-        split=s.split,
-        modality=s.modality,
-        body_part=s.body_part,
-        english=blocks["english"],
-        german=blocks["german"],
-    )
-
 
 # --- files ---------------------------------------------------------------------------------
 
