@@ -90,6 +90,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if failures(statuses) else 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from refrad_builder.train.evaluate import main as evaluate
+
+    return evaluate(args.args)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from refrad_builder.publish.validate import main as validate_main
 
@@ -256,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained checkpoint on shards (the train extra; "
+        "see python -m refrad_builder.train.evaluate --help)",
+        add_help=False,
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("validate", help="validate a shard folder (exit 1 on failure)")
     p.add_argument("path", type=Path)
     p.add_argument("--json", action="store_true")
@@ -349,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``refrad`` command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["eval"]:  # the trainer's own command line, options and all
+        return cmd_eval(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
