@@ -116,10 +116,6 @@ class ReportConfig(_Section):
         description="replace PHI with realistic keyed surrogates of the same kind (dates "
         "shifted like the DICOM dates) instead of placeholders",
     )
-    llm_phi: bool = Field(
-        default=False,
-        description="also ask the configured LLM (llm.*) for PHI spans, unioned with the rules",
-    )
 
     @model_validator(mode="after")
     def _check_learned(self) -> ReportConfig:
