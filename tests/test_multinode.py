@@ -26,8 +26,13 @@ RUN_SETTINGS = [
 
 
 def _tree(folder: Path) -> dict[str, str]:
+    """sha256 of every file; the RefRad2D export writes absolute paths (RadGrounder's loaders
+    need them), so the folder's own location is replaced by a marker before hashing."""
+    root = str(folder).encode()
     return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        str(p.relative_to(folder)): hashlib.sha256(
+            p.read_bytes().replace(root, b"<OUT>")
+        ).hexdigest()
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
