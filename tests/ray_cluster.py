@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,9 @@ class LoopbackCluster:
         )
         self.token_path = home / ".ray" / "auth_token"
         assert self.token_path.is_file()
+        # Ray puts its AF_UNIX sockets under the temp dir, and such a path may not exceed 107
+        # bytes: a pytest folder (its length grows with the run number) is too deep for it.
+        self.ray_temp = Path(tempfile.mkdtemp(prefix="rr-", dir="/tmp"))
 
     @property
     def address(self) -> str:
@@ -88,7 +93,7 @@ class LoopbackCluster:
     def _start(self, name: str, args: list[str]) -> None:
         log = self.root / f"{name}.log"
         cmd = [str(BIN / "ray"), "start", "--block", f"--node-ip-address={IP}"]
-        cmd += [f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={self.root / 'ray'}"]
+        cmd += [f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={self.ray_temp}"]
         cmd += [f"--object-store-memory={400 * 2**20}"]
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
@@ -170,6 +175,7 @@ class LoopbackCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             self.stop_node(node.name)
+        shutil.rmtree(self.ray_temp, ignore_errors=True)
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
