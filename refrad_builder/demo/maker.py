@@ -228,6 +228,48 @@ def _make_study(
     return row, study, set(visit.header_phi(modality)) | set(report.phi)
 
 
+def _add_real_study(dicom_dir: Path, seg_dir: Path) -> tuple[dict[str, str], DemoStudy]:
+    """Copy the real CT study in; its report row and description."""
+    real = copy_real_ct(dicom_dir, seg_dir)
+    row = {
+        "accession_number": "",
+        "study_instance_uid": "",
+        "study_folder": REAL_STUDY,
+        "language": "de",
+        "report": real.report,
+    }
+    study = DemoStudy(
+        study_folder=REAL_STUDY,
+        series_folder=REAL_SERIES,
+        modality="CT",
+        language="de",
+        series_number=None,
+        task=REAL_TASK,
+        segmentation=real.segmentation,
+        accession_number=None,
+        study_instance_uid=None,
+        key_images=real.key_images,
+        real=True,
+    )
+    return row, study
+
+
+def _write_config(root: Path, dicom_dir: Path, reports_csv: Path, seg_dir: Path) -> Path:
+    """The demo's config.yaml (checked by loading it)."""
+    config_path = root / "config.yaml"
+    config = {
+        "demo": True,
+        "inputs": {"dicom": [str(dicom_dir)], "reports": [str(reports_csv)]},
+        "segment": {"precomputed": [str(seg_dir)]},
+        # every split gets patients of both modalities, so RadGrounder's train and
+        # evaluation scripts run on the demo export as it is
+        "shards": {"split_method": "balanced"},
+    }
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    load_config(config_path)
+    return config_path
+
+
 def make_demo(
     out_dir: Path, studies: int = 4, seed: int = 0, include_real: bool = True
 ) -> DemoManifest:
@@ -267,46 +309,13 @@ def make_demo(
         planted |= phi
 
     if include_real:
-        real = copy_real_ct(dicom_dir, seg_dir)
-        rows.append(
-            {
-                "accession_number": "",
-                "study_instance_uid": "",
-                "study_folder": REAL_STUDY,
-                "language": "de",
-                "report": real.report,
-            }
-        )
-        made.append(
-            DemoStudy(
-                study_folder=REAL_STUDY,
-                series_folder=REAL_SERIES,
-                modality="CT",
-                language="de",
-                series_number=None,
-                task=REAL_TASK,
-                segmentation=real.segmentation,
-                accession_number=None,
-                study_instance_uid=None,
-                key_images=real.key_images,
-                real=True,
-            )
-        )
+        row, study = _add_real_study(dicom_dir, seg_dir)
+        rows.append(row)
+        made.append(study)
 
     reports_csv = root / "reports.csv"
     reports_csv.write_bytes(_csv_bytes(rows))
-    config_path = root / "config.yaml"
-    config = {
-        "demo": True,
-        "inputs": {"dicom": [str(dicom_dir)], "reports": [str(reports_csv)]},
-        "segment": {"precomputed": [str(seg_dir)]},
-        # every split gets patients of both modalities, so RadGrounder's train and
-        # evaluation scripts run on the demo export as it is
-        "shards": {"split_method": "balanced"},
-    }
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    load_config(config_path)
-
+    config_path = _write_config(root, dicom_dir, reports_csv, seg_dir)
     phi = tuple(sorted(s for s in planted if len(s) >= MIN_PHI_LENGTH))
     planted_path = root / "planted_phi.json"
     planted_path.write_text(

@@ -41,6 +41,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,139 @@ RADGROUNDER_PATHS = {
 }
 
 
+@dataclass
+class _Tables:
+    """What the export gathers slice by slice before writing its index files."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    segments: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {m: {} for m in MODALITIES.values()}
+    )
+    sampled: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {m: {} for m in MODALITIES.values()}
+    )
+    snippets: dict[tuple[str, str], dict[str, set[str]]] = field(
+        default_factory=lambda: {(m, s): {} for m in MODALITIES.values() for s in SPLITS}
+    )
+    written: set[Path] = field(default_factory=set)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Exporter:
+    """Writes one slice's files and adds its rows to the tables."""
+
+    work: Path
+    target: Path
+    min_box_area_px: int
+    tables: _Tables = field(default_factory=_Tables)
+
+    def __post_init__(self) -> None:
+        self.label_schema = schema()
+        self.finder = _DicomFinder(self.work)
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+
+    def _arrays(self, item: ExportItem) -> tuple[np.ndarray, np.ndarray] | str:
+        """The slice's label mask and float32 image, or why they cannot be used."""
+        s = item.sample
+        mask = decode_png((self.work / item.mask_png).read_bytes())
+        if mask.dtype != np.uint8 or mask.shape != (s.height, s.width):
+            return "bad_mask"
+        stored = decode_png((self.work / item.image_png).read_bytes())
+        if stored.shape != (s.height, s.width):
+            return "bad_image"
+        slope, intercept = np.float32(s.rescale_slope), np.float32(s.rescale_intercept)
+        return mask, stored.astype(np.float32) * slope + intercept
+
+    def add(self, item: ExportItem) -> None:
+        """Export one slice, or count why it is left out."""
+        s, counts = item.sample, self.tables.counts
+        modality = MODALITIES.get(s.modality)
+        found = self.finder.find(item) if modality is not None else "modality"
+        arrays = self._arrays(item) if not isinstance(found, str) else found
+        if isinstance(arrays, str):
+            counts[f"skipped:{arrays}"] += 1
+            return
+        header, gmap = found
+        mask, image = arrays
+        dcm = dicom_path(self.target, s.key)
+        _write(dcm, self.compressor.compress(header.path.read_bytes()))
+        dicom_mask = gmap.array(mask)
+        npy = self.target / mask_relpath(s.key)
+        _write(npy, _npy(dicom_mask))
+        img = self.target / image_relpath(s.key)
+        _write(img, _npy(gmap.array(image)))
+        self.tables.written |= {dcm, npy, img}
+        self._add_rows(item, modality, dicom_mask, npy, img)
+        counts["slices"] += 1
+        counts[modality] += 1
+        counts["reoriented"] += 0 if gmap.identity else 1
+
+    def _add_rows(
+        self, item: ExportItem, modality: str, dicom_mask: np.ndarray, npy: Path, img: Path
+    ) -> None:
+        s, t = item.sample, self.tables
+        parts = [p for p in (_clean(x) for x in report_snippets(s, item.report)) if p]
+        row = report_row(item, parts)
+        t.rows.append(row.model_dump(mode="json"))
+        boxes = mask_boxes(dicom_mask, self.min_box_area_px)
+        present = {int(c) for c in np.unique(dicom_mask) if c}
+
+        def words(lang: str, sentence: str) -> list:
+            caps = s.grounded_captions.get(lang, [])
+            return keywords(caps, sentence, present, self.label_schema)
+
+        t.segments[modality][s.key] = Refrad2DSegmentEntry(
+            bboxes=boxes,
+            keywords_eng=words("en", row.english.CleanedSentence),
+            keywords_de=words("de", row.german.CleanedSentence),
+            segment_slice_path=str(npy),
+        ).model_dump(mode="json")
+        t.sampled[modality][s.key] = Refrad2DSampledEntry(
+            rsopid=s.key,
+            slice_id=s.key,
+            modality=s.modality,
+            scan_slice_path=str(img),
+            segment_slice_path=str(npy),
+            bboxes=[b for b in boxes if in_published_map(b[4])],
+        ).model_dump(mode="json")
+        index = t.snippets.setdefault((modality, s.split), {})
+        if parts:
+            index.setdefault(snippet_key(modality, " ".join(parts)), set()).add(s.key)
+
+    def write_indexes(self) -> None:
+        """The reports Parquet, the segment/sampled/snippet indexes and the label map."""
+        t, target = self.tables, self.target
+        frame = pl.DataFrame(t.rows or None, schema=REPORTS_SCHEMA)
+        atomic_write_via(
+            target / REPORTS_FILE,
+            lambda p: frame.write_parquet(p, compression="zstd", compression_level=ZSTD_LEVEL),
+        )
+        for modality, entries in t.segments.items():
+            _write(target / segment_relpath(modality), _json(entries))
+            _write(target / sampled_relpath(modality), _json(t.sampled[modality]))
+        for (modality, split), index in sorted(t.snippets.items()):
+            out = {text: sorted(ids) for text, ids in index.items()}
+            _write(target / snippet_relpath(modality, split), _json(out))
+            t.counts["snippets"] += len(out)
+            t.counts["snippet_links"] += sum(len(ids) for ids in out.values())
+        label_map = Refrad2DLabelMap({c.name: c.id for c in self.label_schema.classes})
+        _write(target / LABEL_MAP_FILE, _json(label_map.model_dump(mode="json")))
+
+    def remove_stale(self) -> int:
+        """Remove the files of slices and splits this export no longer holds."""
+        target, written = self.target, self.tables.written
+        removed = _remove_stale(target / DICOM_DIR, "*/*.dcm.zst", written)
+        removed += _remove_stale(target / MASK_DIR, "*/*.npy", written)
+        removed += _remove_stale(target / IMAGE_DIR, "*/*.npy", written)
+        keep_splits = {target / snippet_relpath(m, split) for m, split in self.tables.snippets}
+        removed += sum(
+            _remove_stale(target / SPLIT_DIR / f"filtered_{m}_splits", "*.json", keep_splits)
+            for m in MODALITIES.values()
+        )
+        return removed
+
+
 def export_refrad2d(
     items: list[ExportItem],
     work: Path,
@@ -187,123 +321,22 @@ def export_refrad2d(
     ``ct``/``mr``, ``reoriented`` (DICOM grid differs from the stored one), ``snippets`` and
     ``snippet_links``, ``skipped:<reason>`` for slices left out, ``stale_removed``.
     """
-    work, target = Path(work), Path(target).resolve()
-    label_schema = schema()
-    counts: Counter[str] = Counter()
     keys = [it.sample.key for it in items]
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate sample keys in the export items")
     if any(not it.sample.split for it in items):
         raise ValueError("every sample must carry its split before export")
-
-    finder = _DicomFinder(work)
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-    rows: list[dict[str, Any]] = []
-    segments: dict[str, dict[str, Any]] = {m: {} for m in MODALITIES.values()}
-    sampled: dict[str, dict[str, Any]] = {m: {} for m in MODALITIES.values()}
-    snippets: dict[tuple[str, str], dict[str, set[str]]] = {
-        (m, split): {} for m in MODALITIES.values() for split in SPLITS
-    }
-    written: set[Path] = set()
-
+    target = Path(target).resolve()
+    exporter = _Exporter(Path(work), target, min_box_area_px)
     for item in sorted(items, key=lambda it: it.sample.key):
-        s = item.sample
-        modality = MODALITIES.get(s.modality)
-        if modality is None:
-            counts["skipped:modality"] += 1
-            continue
-        found = finder.find(item)
-        if isinstance(found, str):
-            counts[f"skipped:{found}"] += 1
-            continue
-        header, gmap = found
-        mask = decode_png((work / item.mask_png).read_bytes())
-        if mask.dtype != np.uint8 or mask.shape != (s.height, s.width):
-            counts["skipped:bad_mask"] += 1
-            continue
-        stored = decode_png((work / item.image_png).read_bytes())
-        if stored.shape != (s.height, s.width):
-            counts["skipped:bad_image"] += 1
-            continue
-        image = stored.astype(np.float32) * np.float32(s.rescale_slope) + np.float32(
-            s.rescale_intercept
-        )
-
-        dcm = dicom_path(target, s.key)
-        _write(dcm, compressor.compress(header.path.read_bytes()))
-        dicom_mask = gmap.array(mask)
-        npy = target / mask_relpath(s.key)
-        _write(npy, _npy(dicom_mask))
-        img = target / image_relpath(s.key)
-        _write(img, _npy(gmap.array(image)))
-        written |= {dcm, npy, img}
-
-        parts = [p for p in (_clean(t) for t in report_snippets(s, item.report)) if p]
-        row = report_row(item, parts)
-        rows.append(row.model_dump(mode="json"))
-        boxes = mask_boxes(dicom_mask, min_box_area_px)
-        present = {int(c) for c in np.unique(dicom_mask) if c}
-        segments[modality][s.key] = Refrad2DSegmentEntry(
-            bboxes=boxes,
-            keywords_eng=keywords(
-                s.grounded_captions.get("en", []),
-                row.english.CleanedSentence,
-                present,
-                label_schema,
-            ),
-            keywords_de=keywords(
-                s.grounded_captions.get("de", []),
-                row.german.CleanedSentence,
-                present,
-                label_schema,
-            ),
-            segment_slice_path=str(npy),
-        ).model_dump(mode="json")
-        sampled[modality][s.key] = Refrad2DSampledEntry(
-            rsopid=s.key,
-            slice_id=s.key,
-            modality=s.modality,
-            scan_slice_path=str(img),
-            segment_slice_path=str(npy),
-            bboxes=[b for b in boxes if in_published_map(b[4])],
-        ).model_dump(mode="json")
-        index = snippets.setdefault((modality, s.split), {})
-        if parts:
-            index.setdefault(snippet_key(modality, " ".join(parts)), set()).add(s.key)
-        counts["slices"] += 1
-        counts[modality] += 1
-        counts["reoriented"] += 0 if gmap.identity else 1
-
-    frame = (
-        pl.DataFrame(rows, schema=REPORTS_SCHEMA) if rows else pl.DataFrame(schema=REPORTS_SCHEMA)
-    )
-    atomic_write_via(
-        target / REPORTS_FILE,
-        lambda p: frame.write_parquet(p, compression="zstd", compression_level=ZSTD_LEVEL),
-    )
-    for modality, entries in segments.items():
-        _write(target / segment_relpath(modality), _json(entries))
-        _write(target / sampled_relpath(modality), _json(sampled[modality]))
-    for (modality, split), index in sorted(snippets.items()):
-        out = {text: sorted(ids) for text, ids in index.items()}
-        _write(target / snippet_relpath(modality, split), _json(out))
-        counts["snippets"] += len(out)
-        counts["snippet_links"] += sum(len(ids) for ids in out.values())
-    label_map = Refrad2DLabelMap({c.name: c.id for c in label_schema.classes})
-    _write(target / LABEL_MAP_FILE, _json(label_map.model_dump(mode="json")))
-
-    counts["stale_removed"] = _remove_stale(target / DICOM_DIR, "*/*.dcm.zst", written)
-    counts["stale_removed"] += _remove_stale(target / MASK_DIR, "*/*.npy", written)
-    counts["stale_removed"] += _remove_stale(target / IMAGE_DIR, "*/*.npy", written)
-    keep_splits = {target / snippet_relpath(m, split) for m, split in snippets}
-    counts["stale_removed"] += sum(
-        _remove_stale(target / SPLIT_DIR / f"filtered_{m}_splits", "*.json", keep_splits)
-        for m in MODALITIES.values()
-    )
+        exporter.add(item)
+    exporter.write_indexes()
+    counts = exporter.tables.counts
+    counts["stale_removed"] = exporter.remove_stale()
     result = dict(sorted(counts.items()))
     manifest = Refrad2DManifest(
         schema_version=SCHEMA_VERSION,
-        label_schema=label_schema.version,
+        label_schema=exporter.label_schema.version,
         zstd_level=ZSTD_LEVEL,
         counts={k: v for k, v in result.items() if k != "stale_removed"},
         root=str(target),
@@ -336,12 +369,12 @@ def relocate(root: Path) -> int:
         for path in sorted((root / SEGMENT_DIR).glob(pattern)):
             data = json.loads(path.read_text(encoding="utf-8"))
             for entry in data.values():
-                for field in PATH_FIELDS:
-                    value = entry.get(field)
+                for name in PATH_FIELDS:
+                    value = entry.get(name)
                     if isinstance(value, str) and value.startswith(old):
                         new = str(root / value[len(old) :])
                         changed += new != value
-                        entry[field] = new
+                        entry[name] = new
             _write(path, _json(data))
     manifest["root"] = str(root)
     _write(root / ENV_FILE, _env(root))
