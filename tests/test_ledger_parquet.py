@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +19,9 @@ from refrad_builder.demo import make_demo
 from refrad_builder.engine import io as engine_io
 from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger, item_fingerprint, output_hash
-from refrad_builder.engine.runner import LocalExecutor, run_pipeline
+from refrad_builder.engine.records import ImageRef, Record
+from refrad_builder.engine.runner import LocalExecutor, run_items, run_pipeline
+from refrad_builder.engine.stage import Drop, Stage, StageContext, WorkItem
 
 WRITER = """
 import sys
@@ -186,3 +189,40 @@ def test_noop_rerun_reads_no_file_per_item(demo_cfg, monkeypatch):
     # a handful of reads per ledger folder, however many items it holds
     assert 0 < len(ledger_reads) < items
     assert len(ledger_reads) <= 12 * len(ledger_dirs), json.dumps(ledger_reads)
+
+
+class _Counting(Stage):
+    """A stage that records what it processed (the engine's run_items runs it for real)."""
+
+    name = "counting"
+    version = "1"
+    seen: ClassVar[list[str]] = []
+
+    def process(self, item: WorkItem) -> list[Record] | Drop:
+        self.seen.append(item.id)
+        if item.payload.get("drop"):
+            return Drop("bad_input")
+        return [ImageRef(series=1, image=int(item.id[1:]))]
+
+
+def test_retried_batch_redoes_nothing_done_since_the_plan(tmp_path):
+    cfg = load_config(None, [f"work_dir={tmp_path / 'work'}", f"out_dir={tmp_path / 'out'}"])
+    stage = _Counting(StageContext(cfg))
+    items = [
+        WorkItem(id=f"i{n}", payload={"drop": n == 2}, input_fingerprint="x") for n in range(4)
+    ]
+    for it in items:
+        it.fingerprint = item_fingerprint("counting", "1", "c", it.input_fingerprint)
+    led = Ledger(stage.out_dir)
+    led.write_manifest({it.id: it.fingerprint for it in items}, "1", "c")
+    assert [r["outcome"] for r in run_items(stage, items)] == ["ok", "ok", "drop", "ok"]
+    assert _Counting.seen == ["i0", "i1", "i2", "i3"]
+    # the same block again (a Ray retry): nothing redone, nothing recorded twice
+    again = run_items(stage, items)
+    assert [r["outcome"] for r in again] == ["skip"] * 4 and len(_Counting.seen) == 4
+    # a new plan (a forced rerun) redoes everything: the check looks only since the plan
+    led.write_manifest({it.id: it.fingerprint for it in items}, "1", "c")
+    run_items(stage, items)
+    assert _Counting.seen[4:] == ["i0", "i1", "i2", "i3"]
+    st = Ledger(stage.out_dir).status("counting")
+    assert (st.done, st.dropped, st.pending) == (3, {"bad_input": 1}, 0)

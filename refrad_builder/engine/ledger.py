@@ -82,6 +82,11 @@ def output_hash(fingerprint: str, records: list[dict[str, Any]]) -> str:
     return stable_hash([fingerprint, records])
 
 
+def batch_key(items: dict[str, str]) -> str:
+    """The content key of a batch of items (id -> fingerprint), independent of their order."""
+    return stable_hash(sorted(items.items()))
+
+
 def item_fingerprint(stage: str, version: str, config_hash: str, input_fp: str) -> str:
     """The fingerprint an item must match to count as done."""
     return stable_hash([stage, version, config_hash, input_fp])
@@ -139,7 +144,9 @@ class Ledger:
     def __init__(self, stage_dir: Path):
         self.dir = Path(stage_dir)
         self._buffer: list[dict[str, Any]] | None = None
-        self._parts: dict[str, pl.DataFrame] = {}  # small columns of the parts read so far
+        # small columns of the parts read so far, by (name, inode)
+        self._parts: dict[tuple[str, int], pl.DataFrame] = {}
+        self._planned: tuple[tuple[int, int, int], int] | None = None
         self._entries: tuple[tuple[str, ...], dict[str, dict[str, Any]]] | None = None
         migrate_json_ledger(self)
 
@@ -150,30 +157,55 @@ class Ledger:
         return self.dir / PARTS
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[Ledger]:
+    def batch(self, key: str | None = None) -> Iterator[Ledger]:
         """Collect the outcomes marked inside the block into one part, written at its end
-        (after every output of the batch: the entries are still written last)."""
+        (after every output of the batch: the entries are still written last). With
+        ``key`` (see :func:`batch_key`) the part is named after the batch's content, so a
+        retried batch finds its earlier outcomes with one lookup (:meth:`batch_done`)."""
         if self._buffer is not None:  # nested: the outer block writes
             yield self
             return
         self._buffer = []
         try:
             yield self
-            self.append(self._buffer)
+            self.append(self._buffer, key)
         finally:
             self._buffer = None
 
-    def append(self, rows: list[dict[str, Any]]) -> Path | None:
+    def append(self, rows: list[dict[str, Any]], key: str | None = None) -> Path | None:
         """Write ``rows`` (dicts of :data:`SCHEMA`'s columns) as one new part, atomically."""
         if not rows:
             return None
         table = pa.Table.from_pylist(
             [{name: row.get(name, "") for name in SCHEMA.names} for row in rows], schema=SCHEMA
         )
-        return self._write_part(table.sort_by("id"), _now_ns())
+        return self._write_part(table.sort_by("id"), _now_ns(), key)
 
-    def _write_part(self, table: pa.Table, ts: int) -> Path:
-        path = self.parts_dir / f"{ts:020d}-{uuid.uuid4().hex}.parquet"
+    def _batch_path(self, key: str) -> Path:
+        return self.parts_dir / f"b-{key}.parquet"
+
+    def batch_done(self, items: dict[str, str], since: str) -> set[str]:
+        """The ids of the batch ``items`` (id -> fingerprint) already done with that
+        fingerprint by an earlier attempt of the same batch since the plan of time ``since``
+        (:meth:`planned_at`): one file looked up, however large the ledger."""
+        path = self._batch_path(batch_key(items))
+        try:
+            rows = _read_parts([path], SMALL)
+        except FileNotFoundError:
+            return set()
+        rows = rows.filter(pl.col("ts") >= int(since or 0))
+        done, _ = _latest(rows)
+        want = pl.DataFrame({"id": list(items), "fingerprint": list(items.values())})
+        return set(done.join(want, on=["id", "fingerprint"], how="semi")["id"].to_list())
+
+    def _write_part(self, table: pa.Table, ts: int, key: str | None = None) -> Path:
+        # a keyed part written again (the same batch redone) replaces the earlier one: its
+        # rows are the newer outcomes of the very same items
+        path = (
+            self._batch_path(key)
+            if key
+            else self.parts_dir / f"{ts:020d}-{uuid.uuid4().hex}.parquet"
+        )
         atomic_write_via(path, lambda tmp: pq.write_table(table, tmp, row_group_size=ROW_GROUP))
         return path
 
@@ -254,20 +286,28 @@ class Ledger:
             if e.name.endswith(".parquet") and not e.name.startswith(".")
         )
 
-    def _small(self, since: str = "") -> pl.DataFrame:
-        """The small columns of every part (named from ``since`` on); parts are immutable,
-        so each is read once per Ledger object."""
-        paths = [p for p in self.part_paths() if p.name >= since]
-        names = {p.name for p in paths}
-        for name in [n for n in self._parts if n not in names]:
-            del self._parts[name]
+    def _small(self) -> pl.DataFrame:
+        """The small columns of every part; a part is read once per Ledger object (parts
+        are immutable, except that a redone batch replaces its keyed part: a new inode)."""
+        paths = self.part_paths()
+        seen: dict[str, tuple[str, int]] = {}
         for p in paths:
-            if p.name not in self._parts:
+            try:
+                seen[p.name] = (p.name, p.stat().st_ino)
+            except FileNotFoundError:  # merged and removed by a compaction meanwhile
+                continue
+        self._parts = {k: v for k, v in self._parts.items() if k in seen.values()}
+        frames = []
+        for p in paths:
+            key = seen.get(p.name)
+            if key is None:
+                continue
+            if key not in self._parts:
                 try:
-                    self._parts[p.name] = _read_parts([p], SMALL)
-                except FileNotFoundError:  # merged and removed by a compaction meanwhile
+                    self._parts[key] = _read_parts([p], SMALL)
+                except FileNotFoundError:
                     continue
-        frames = [self._parts[p.name] for p in paths if p.name in self._parts]
+            frames.append(self._parts[key])
         return pl.concat(frames) if frames else _empty(SMALL)
 
     def _state(self) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -284,28 +324,30 @@ class Ledger:
         frame = self.manifest_frame()
         return dict(zip(frame["id"].to_list(), frame["fingerprint"].to_list(), strict=True))
 
-    def planned_at(self) -> str:
-        """The part-name prefix of the current plan's time ('' before the first plan)."""
+    def planned_at(self) -> int:
+        """The time (ns) of the current plan (0 before the first plan); read once per
+        manifest file."""
         path = self.dir / MANIFEST
-        if not path.exists():
-            return ""
-        meta = pq.read_schema(path).metadata or {}
-        return f"{int(meta.get(b'planned_at', b'0')):020d}"
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return 0
+        sig = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._planned is None or self._planned[0] != sig:
+            meta = pq.read_schema(path).metadata or {}
+            self._planned = (sig, int(meta.get(b"planned_at", b"0")))
+        return self._planned[1]
 
-    def done_ids(self, items: dict[str, str], since: str = "") -> set[str]:
+    def done_ids(self, items: dict[str, str]) -> set[str]:
         """The ids among ``items`` (id -> fingerprint) whose latest ok/drop entry has that
-        fingerprint: one columnar join, no per-item read. ``since`` limits the look to the
-        parts written from that time on (a worker's double check of its own batch)."""
+        fingerprint: one columnar join, no per-item read."""
         if not items:
             return set()
         want = pl.DataFrame(
             {"id": list(items), "fingerprint": list(items.values())},
             schema={"id": pl.String, "fingerprint": pl.String},
         )
-        rows = self._small(since)
-        if since:
-            rows = rows.filter(pl.col("id").is_in(want["id"]))
-        done, _ = _latest(rows)
+        done, _ = _latest(self._small())
         return set(done.join(want, on=["id", "fingerprint"], how="inner")["id"].to_list())
 
     def is_done(self, item_id: str, fingerprint: str) -> bool:

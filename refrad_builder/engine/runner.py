@@ -29,7 +29,7 @@ from refrad_builder.engine.config import (
 )
 from refrad_builder.engine.device import ray_node_id
 from refrad_builder.engine.io import atomic_write_json, atomic_write_text
-from refrad_builder.engine.ledger import Ledger, StageStatus, item_fingerprint
+from refrad_builder.engine.ledger import Ledger, StageStatus, batch_key, item_fingerprint
 from refrad_builder.engine.lock import RunLock
 from refrad_builder.engine.records import Record
 from refrad_builder.engine.stage import STAGE_ORDER, Drop, Stage, StageContext, WorkItem, get_stage
@@ -99,8 +99,7 @@ _LEDGERS: dict[Path, Ledger] = {}
 
 
 def _worker_ledger(stage: Stage) -> Ledger:
-    """This process's ledger of ``stage``: it keeps the parts it has read, so the double
-    check of each batch reads only the parts written since the previous one."""
+    """This process's ledger of ``stage``: it reads the plan's time once per manifest."""
     key = Path(stage.out_dir)
     if key not in _LEDGERS:
         _LEDGERS.clear()
@@ -109,16 +108,27 @@ def _worker_ledger(stage: Stage) -> Ledger:
 
 
 def run_items(stage: Stage, items: list[WorkItem]) -> list[dict[str, str]]:
-    """Process a batch of items and record the outcomes as one ledger part."""
+    """Process a batch of items and record the outcomes as one ledger part, named after the
+    batch's content. Items an earlier attempt of the same batch recorded done with the same
+    fingerprint since the stage was planned (a retried Ray block) are not redone: the check
+    looks up that one part, never the whole ledger (a rerun's driver passes only pending
+    items already)."""
     ledger = _worker_ledger(stage)
-    skipped: list[dict[str, str]] = []
+    wanted = {it.id: it.fingerprint for it in items}
+    done = ledger.batch_done(wanted, since=ledger.planned_at())
+    skipped = [
+        {"id": it.id, "outcome": "skip", "reason": "already_done"} for it in items if it.id in done
+    ]
+    items = [it for it in items if it.id not in done]
+    if not items:
+        return skipped
     try:
         outs = stage.process_many(items)
         if len(outs) != len(items):
             raise RuntimeError(f"{stage.name}: {len(outs)} outcomes for {len(items)} items")
     except Exception as exc:  # the batch as a whole failed: each item is a transient error
         outs = [exc] * len(items)
-    with ledger.batch():
+    with ledger.batch(batch_key({it.id: it.fingerprint for it in items})):
         results = [
             record_outcome(stage, it, out, ledger) for it, out in zip(items, outs, strict=True)
         ]
