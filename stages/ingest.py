@@ -199,18 +199,23 @@ class IngestStage(Stage):
 
     def _write_sub(self, name: str, items: dict[str, tuple[str, object, str]]) -> None:
         ledger = Ledger(self.out_dir / name)
-        manifest = {}
         chash = self._group_config_hash()
-        for item_id, (input_fp, rec, reason) in items.items():
-            fp = item_fingerprint(f"ingest/{name}", self.version, chash, input_fp)
-            manifest[item_id] = fp
-            if ledger.is_done(item_id, fp):
-                continue
-            if rec is None:
-                ledger.mark_drop(item_id, fp, reason, "")
-            else:
-                ledger.mark_ok(item_id, fp, [rec.model_dump(mode="json", by_alias=True)])
+        manifest = {
+            item_id: item_fingerprint(f"ingest/{name}", self.version, chash, input_fp)
+            for item_id, (input_fp, _, _) in items.items()
+        }
+        done = ledger.done_ids(manifest)
+        with ledger.batch():
+            for item_id, (_, rec, reason) in items.items():
+                fp = manifest[item_id]
+                if item_id in done:
+                    continue
+                if rec is None:
+                    ledger.mark_drop(item_id, fp, reason, "")
+                else:
+                    ledger.mark_ok(item_id, fp, [rec.model_dump(mode="json", by_alias=True)])
         ledger.write_manifest(manifest, self.version, chash)
+        ledger.compact()
 
 
 STAGE = IngestStage

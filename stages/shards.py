@@ -274,19 +274,16 @@ class ShardsStage(Stage):
                         "detail": entry.get("detail", ""),
                     }
                 )
-            manifest = ledger.manifest()
-            for err in sorted((work / name / "errors").glob("*.json")):
-                e = read_json(err)
-                if manifest.get(e["id"]) == e["fingerprint"]:
-                    out.append(
-                        {
-                            "stage": name,
-                            "item": e["id"],
-                            "outcome": "error",
-                            "reason": e["error"],
-                            "detail": e.get("where", ""),
-                        }
-                    )
+            for e in ledger.current_errors():
+                out.append(
+                    {
+                        "stage": name,
+                        "item": e["id"],
+                        "outcome": "error",
+                        "reason": e["error"],
+                        "detail": e.get("where", ""),
+                    }
+                )
         return out
 
     def _summary(self, rows, rejects, shards) -> dict:

@@ -14,6 +14,7 @@ apply to axial slices (the acquired images).
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import nibabel as nib
@@ -163,9 +164,14 @@ class SlicesStage(Stage):
             )
         return items
 
+    @cached_property
+    def _own_ledger(self) -> Ledger:
+        """One ledger object for every outputs_present call: it reads the entries once."""
+        return Ledger(self.out_dir)
+
     def outputs_present(self, item: WorkItem) -> bool:
         """A done item counts only while every PNG its records name is still on disk."""
-        entry = Ledger(self.out_dir).entry(item.id)
+        entry = self._own_ledger.entry(item.id)
         if not entry:
             return True
         work = self.ctx.work

@@ -117,8 +117,8 @@ def test_item_that_kills_its_worker_is_failed_after_bounded_retries(
     assert by_stage["volume"].status["failed"] == {"worker_died": 1}
     assert by_stage["volume"].status["done"] == 1
     assert by_stage["shards"].status["done"] == 1  # the run finished everything else
-    err = Ledger(tmp_path / "work" / "volume")._error_path(series[0])
-    assert err.exists()
+    err = Ledger(tmp_path / "work" / "volume").error(series[0])
+    assert err is not None and err["error"] == "worker_died"
     # run alone once, then retried max_item_retries=1 time: two deaths, then recorded failed
     assert f"item {series[0]} failed: its worker died 2 times (worker_died)" in caplog.text
 

@@ -29,7 +29,7 @@ from refrad_builder.engine.config import (
 )
 from refrad_builder.engine.device import ray_node_id
 from refrad_builder.engine.io import atomic_write_json, atomic_write_text
-from refrad_builder.engine.ledger import Ledger, StageStatus, item_fingerprint
+from refrad_builder.engine.ledger import Ledger, StageStatus, batch_key, item_fingerprint
 from refrad_builder.engine.lock import RunLock
 from refrad_builder.engine.records import Record
 from refrad_builder.engine.stage import STAGE_ORDER, Drop, Stage, StageContext, WorkItem, get_stage
@@ -73,9 +73,11 @@ def _where(exc: BaseException) -> str:
     return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
-def record_outcome(stage: Stage, item: WorkItem, out: object) -> dict[str, str]:
+def record_outcome(
+    stage: Stage, item: WorkItem, out: object, ledger: Ledger | None = None
+) -> dict[str, str]:
     """Record one item's outcome (records, a Drop or an exception) in the stage's ledger."""
-    ledger = Ledger(stage.out_dir)
+    ledger = ledger or Ledger(stage.out_dir)
     if isinstance(out, Exception):  # transient by contract: not marked done, retried next run
         ledger.mark_error(item.id, item.fingerprint, type(out).__name__, _where(out))
         return {"id": item.id, "outcome": "error", "reason": type(out).__name__}
@@ -93,15 +95,44 @@ def record_outcome(stage: Stage, item: WorkItem, out: object) -> dict[str, str]:
     return {"id": item.id, "outcome": "ok", "reason": ""}
 
 
+_LEDGERS: dict[Path, Ledger] = {}
+
+
+def _worker_ledger(stage: Stage) -> Ledger:
+    """This process's ledger of ``stage``: it reads the plan's time once per manifest."""
+    key = Path(stage.out_dir)
+    if key not in _LEDGERS:
+        _LEDGERS.clear()
+        _LEDGERS[key] = Ledger(key)
+    return _LEDGERS[key]
+
+
 def run_items(stage: Stage, items: list[WorkItem]) -> list[dict[str, str]]:
-    """Process a batch of items and record each outcome."""
+    """Process a batch of items and record the outcomes as one ledger part, named after the
+    batch's content. Items an earlier attempt of the same batch recorded done with the same
+    fingerprint since the stage was planned (a retried Ray block) are not redone: the check
+    looks up that one part, never the whole ledger (a rerun's driver passes only pending
+    items already)."""
+    ledger = _worker_ledger(stage)
+    wanted = {it.id: it.fingerprint for it in items}
+    done = ledger.batch_done(wanted, since=ledger.planned_at())
+    skipped = [
+        {"id": it.id, "outcome": "skip", "reason": "already_done"} for it in items if it.id in done
+    ]
+    items = [it for it in items if it.id not in done]
+    if not items:
+        return skipped
     try:
         outs = stage.process_many(items)
         if len(outs) != len(items):
             raise RuntimeError(f"{stage.name}: {len(outs)} outcomes for {len(items)} items")
     except Exception as exc:  # the batch as a whole failed: each item is a transient error
         outs = [exc] * len(items)
-    return [record_outcome(stage, it, out) for it, out in zip(items, outs, strict=True)]
+    with ledger.batch(batch_key({it.id: it.fingerprint for it in items})):
+        results = [
+            record_outcome(stage, it, out, ledger) for it, out in zip(items, outs, strict=True)
+        ]
+    return skipped + results
 
 
 def run_item(stage: Stage, item: WorkItem) -> dict[str, str]:
@@ -272,12 +303,10 @@ def _run_stage(
     for it in items:
         it.fingerprint = item_fingerprint(name, stage.version, chash, it.input_fingerprint)
     ledger = Ledger(stage.out_dir)
-    ledger.write_manifest({it.id: it.fingerprint for it in items}, stage.version, chash)
-    pending = [
-        it
-        for it in items
-        if forced or not ledger.is_done(it.id, it.fingerprint) or not stage.outputs_present(it)
-    ]
+    wanted = {it.id: it.fingerprint for it in items}
+    ledger.write_manifest(wanted, stage.version, chash)
+    done = set() if forced else ledger.done_ids(wanted)  # one columnar join
+    pending = [it for it in items if it.id not in done or not stage.outputs_present(it)]
     tick = ticker.start(name, len(pending)) if ticker is not None and pending else None
     try:
         executor.run(stage, pending, cfg, tick=tick)
@@ -285,6 +314,7 @@ def _run_stage(
         if ticker is not None and pending:
             ticker.finish()
     stage.finalize()
+    ledger.compact()
     status = ledger.status(name)
     seconds = time.perf_counter() - t0
     progress(_status_line(status, len(pending), seconds))
