@@ -313,6 +313,8 @@ class ShardsStage(Stage):
         for stale in target.glob("*.tar"):  # buckets that hold no sample any more
             if stale.name not in keep:
                 stale.unlink()
+        for tmp in target.glob(".*.tar.*.tmp"):  # of a worker killed mid-shard (no run now)
+            tmp.unlink()
         parts = [bucket_tables(self.tables_dir, i) for i in sorted(bucket_ids)]
         write_index(target, [p[0] for p in parts])
         write_rejects(target, upstream_rejects, [p[1] for p in parts])

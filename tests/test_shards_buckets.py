@@ -193,6 +193,10 @@ def test_a_worker_holds_one_sample_not_its_bucket(demo_run, tmp_path):
         meta = read_json(tmp_path / f"out{buckets}" / "shards.json")
         assert sum(s["samples"] for s in meta["shards"]) == n
         peaks[buckets] = max(p for _, p in _Measured.peaks)
+    print(
+        f"corpus {corpus / 2**20:.1f} MiB, largest image {largest / 2**20:.2f} MiB, peak per "
+        f"item: 1 bucket {peaks[1] / 2**20:.2f} MiB, 8 buckets {peaks[8] / 2**20:.2f} MiB"
+    )
     # one bucket of 40 samples peaks like a bucket of ~5: a few samples' bytes, not the corpus
     assert peaks[1] < 4 * largest + 2**20 < corpus / 4
     assert peaks[1] < 1.5 * peaks[8] + 2**20
