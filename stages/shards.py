@@ -1,27 +1,68 @@
-"""shards: WebDataset tar shards split by patient, a Parquet index, rejects and a summary."""
+"""shards: WebDataset tar shards split by patient, a Parquet index, rejects and a summary.
+
+One item per *bucket*: a sample goes to bucket ``hash(split, key) mod shards.buckets`` of its
+patient's split, and the worker of a bucket writes that bucket's complete shards
+(``{split}-BBBPP.tar``: bucket BBB, part PP) and a small index/rejects table of its own. A
+bucket's fingerprint is built from the text stage's output hashes of its samples (and the
+duplicates it drops), so a rerun rewrites only the buckets whose samples changed; the names
+depend on nothing but the bucket, so the result is the same whatever ran where and when.
+``finalize`` (on the driver) reduces the bucket tables into ``shards.json``, the index, the
+rejects, the summary, the card and the RefRad2D export, and removes the shards of buckets
+that no longer hold samples.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
-
-import polars as pl
+from typing import Any
 
 from refrad_builder.engine.config import stable_hash
-from refrad_builder.engine.io import (
-    atomic_write_json,
-    atomic_write_text,
-    atomic_write_via,
-    dumps,
-    read_json,
-)
+from refrad_builder.engine.io import atomic_write_json, atomic_write_text, dumps, read_json
 from refrad_builder.engine.ledger import Ledger
-from refrad_builder.engine.records import SCHEMA_VERSION, RunSummary, TextRecord
+from refrad_builder.engine.records import SCHEMA_VERSION, RunSummary, ShardEntry, TextRecord
 from refrad_builder.engine.stage import STAGE_ORDER, Stage, WorkItem
-from refrad_builder.publish.shardwriter import write_shards
+from refrad_builder.publish.shard_tables import (
+    bucket_tables,
+    index_row,
+    kept_splits,
+    summarize,
+    summary_md,
+    write_bucket_tables,
+    write_index,
+    write_rejects,
+)
+from refrad_builder.publish.shardwriter import ShardStream
+
+log = logging.getLogger("refrad")
 
 INDEX = "shards.json"
 EXPORT_DIR = "refrad2d"
+# the shard number BBBPP holds a bucket (up to 1000 per split) and a part (up to 100)
+MAX_PARTS = 100
+FINAL_FILES = ("index.parquet", "rejects.parquet", "summary.json", "summary.md", "card.md")
+
+
+def bucket_of(split: str, key: str, buckets: int) -> int:
+    """The bucket of a sample: a stable hash of its split and key."""
+    digest = hashlib.sha256(f"bucket|{split}|{key}".encode()).hexdigest()
+    return int(digest[:12], 16) % buckets
+
+
+def bucket_id(split: str, bucket: int) -> str:
+    """The work item id of a bucket (dot-free)."""
+    return f"{split}-{bucket:03d}"
+
+
+def shard_name(split: str, bucket: int, part: int) -> str:
+    """The file name of a bucket's ``part``-th shard."""
+    if part >= MAX_PARTS:
+        raise ValueError(
+            f"a bucket needs more than {MAX_PARTS} shards: raise shards.buckets "
+            "(or max_samples_per_shard / max_bytes_per_shard)"
+        )
+    return f"{split}-{bucket:03d}{part:02d}.tar"
 
 
 def assign_split(patient: str, fractions: dict[str, float]) -> str:
@@ -80,170 +121,235 @@ def balanced_splits(patients: dict[str, str], fractions: dict[str, float]) -> di
 
 
 class ShardsStage(Stage):
-    """One item for the whole run: everything the text stage produced, written as shards."""
+    """One item per bucket of a split: its samples written as complete shards by a worker;
+    ``finalize`` writes the run-level files from the buckets' tables."""
 
     name = "shards"
-    version = "2"
+    version = "3"
     consumes = ("text",)
 
     @property
     def target(self) -> Path:
         return Path(self.ctx.config.out_dir)
 
+    @property
+    def tables_dir(self) -> Path:
+        return self.out_dir / "buckets"
+
+    def config_hash(self) -> str:
+        # only what shapes a bucket's shards: the splits and the dedup decisions are in each
+        # bucket's input fingerprint, the export settings in the final reduction's
+        c = self.cfg
+        return stable_hash([c.buckets, c.max_samples_per_shard, c.max_bytes_per_shard])
+
+    # --- planning (driver) ----------------------------------------------------------------
+
     def plan(self) -> list[WorkItem]:
-        # the text items' output hashes; never the output folder's path (the shards must not
-        # depend on where they are written: a moved or differently named out_dir is
-        # rewritten because outputs_present finds no shards.json there)
-        inputs = [(item_id, digest) for item_id, digest, _ in self.ctx.upstream("text")]
-        return [WorkItem(id="all", payload={}, input_fingerprint=stable_hash(inputs))]
+        """One item per non-empty bucket, from the text items' records and output hashes
+        (never the output folder's path: the shards do not depend on where they go)."""
+        text = sorted(self.ctx.upstream("text"), key=lambda t: t[2][0]["sample"]["key"])
+        split_of = self._split_of([recs[0]["sample"] for _, _, recs in text])
+        image_sha = self._image_hashes()
+        first_of: dict[str, str] = {}
+        buckets: dict[tuple[str, int], dict[str, list]] = {}
+        for item_id, digest, recs in text:
+            rec = recs[0]
+            key = rec["sample"]["key"]
+            split = split_of[rec["sample"]["patient"]]
+            b = buckets.setdefault(
+                (split, bucket_of(split, key, self.cfg.buckets)),
+                {"samples": [], "duplicates": [], "inputs": []},
+            )
+            b["inputs"].append([item_id, digest])
+            sha = image_sha.get(rec["sample"]["slice_id"])
+            if sha is None:
+                raise RuntimeError(
+                    "a text sample's slice has no image hash (slices outputs from before "
+                    "image hashes, or changed since): rerun from slices (--from slices)"
+                )
+            if sha in first_of:
+                b["duplicates"].append({"key": key, "of": first_of[sha]})
+            else:
+                first_of[sha] = key
+                b["samples"].append(rec)
+        return [
+            WorkItem(
+                id=bucket_id(split, n),
+                payload={"split": split, "bucket": n, **b},
+                input_fingerprint=stable_hash([split, n, b["inputs"], b["duplicates"]]),
+            )
+            for (split, n), b in sorted(buckets.items())
+        ]
 
-    def outputs_present(self, item: WorkItem) -> bool:
-        index = self.target / INDEX
-        if not index.exists():
-            return False
-        meta = read_json(index)
-        export_ok = (
-            not self.cfg.export_refrad2d or (self.target / EXPORT_DIR / "manifest.json").exists()
-        )
-        return (
-            export_ok
-            and meta.get("fingerprint") == item.fingerprint
-            and all((self.target / s["name"]).exists() for s in meta["shards"])
-        )
-
-    def process(self, item: WorkItem):
-        work = self.ctx.work
-        records = [TextRecord(**recs[0]) for _, _, recs in self.ctx.upstream("text")]
-        seen: dict[str, str] = {}
-        rows, rejects, kept = [], [], []
-        by_split: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
+    def _split_of(self, samples: list[dict[str, Any]]) -> dict[str, str]:
+        """Patient -> split, by the configured method."""
         fractions = self.cfg.split_fractions
         if self.cfg.split_method == "balanced":
             modality_of: dict[str, str] = {}
-            for rec in sorted(records, key=lambda r: (r.sample.patient, r.sample.modality)):
-                modality_of.setdefault(rec.sample.patient, rec.sample.modality)
-            split_of = balanced_splits(modality_of, fractions)
-        else:
-            split_of = {
-                r.sample.patient: assign_split(r.sample.patient, fractions) for r in records
-            }
-        for rec in sorted(records, key=lambda r: r.sample.key):
-            image = (work / rec.image_png).read_bytes()
-            mask = (work / rec.mask_png).read_bytes()
-            digest = hashlib.sha256(image).hexdigest()
-            if digest in seen:
-                rejects.append(
-                    {
-                        "stage": "shards",
-                        "item": rec.sample.key,
-                        "outcome": "drop",
-                        "reason": "duplicate_image",
-                        "detail": f"same pixels as {seen[digest]}",
-                    }
-                )
-                continue
-            seen[digest] = rec.sample.key
-            sample = rec.sample.model_copy(update={"split": split_of[rec.sample.patient]})
-            fields = {
-                "image.png": image,
-                "mask.png": mask,
-                "json": dumps(sample.model_dump(mode="json", by_alias=True)).encode("utf-8"),
-            }
-            by_split.setdefault(sample.split, []).append((sample.key, fields))
-            kept.append(rec.model_copy(update={"sample": sample}))
-            rows.append(
-                {
-                    "key": sample.key,
-                    "split": sample.split,
-                    "modality": sample.modality,
-                    "language": sample.language,
-                    "patient": sample.patient,
-                    "study": sample.study,
-                    "series": sample.series,
-                    "plane": sample.plane,
-                    "width": sample.width,
-                    "height": sample.height,
-                    "classes": [b.class_name for b in sample.boxes],
-                    "n_boxes": len(sample.boxes),
-                    "n_vqa": len(sample.vqa),
-                    "n_grounded": sum(len(v) for v in sample.grounded_captions.values()),
-                    "caption_languages": sorted(k for k, v in sample.captions.items() if v),
-                    "image_sha256": digest,
-                }
-            )
+            for s in sorted(samples, key=lambda s: (s["patient"], s["modality"])):
+                modality_of.setdefault(s["patient"], s["modality"])
+            return balanced_splits(modality_of, fractions)
+        return {s["patient"]: assign_split(s["patient"], fractions) for s in samples}
 
+    def _image_hashes(self) -> dict[str, str]:
+        """slice id -> sha256 of its stored image, as the slices stage recorded it."""
+        return {
+            rec["slice_id"]: rec["image_sha256"]
+            for _, _, recs in self.ctx.upstream("slices")
+            for rec in recs
+            if rec.get("image_sha256")
+        }
+
+    # --- one bucket (worker) --------------------------------------------------------------
+
+    def process(self, item: WorkItem) -> list[ShardEntry]:
+        """Write the bucket's shards (one sample in memory at a time), remove its parts a
+        previous run wrote beyond them, and write its index and rejects tables."""
+        split, bucket = item.payload["split"], item.payload["bucket"]
+        work, rows = self.ctx.work, []
+        with ShardStream(
+            self.target,
+            split,
+            lambda part: shard_name(split, bucket, part),
+            self.cfg.max_samples_per_shard,
+            self.cfg.max_bytes_per_shard,
+        ) as stream:
+            for raw in item.payload["samples"]:
+                rec = TextRecord(**raw)
+                sample = rec.sample.model_copy(update={"split": split})
+                image = (work / rec.image_png).read_bytes()
+                fields = {
+                    "image.png": image,
+                    "mask.png": (work / rec.mask_png).read_bytes(),
+                    "json": dumps(sample.model_dump(mode="json", by_alias=True)).encode("utf-8"),
+                }
+                shard = stream.add(sample.key, fields)
+                rows.append(index_row(sample, hashlib.sha256(image).hexdigest(), shard))
+            shards = stream.close()
+        names = {s.name for s in shards}
+        for old in self.target.glob(f"{split}-{bucket:03d}[0-9][0-9].tar"):
+            if old.name not in names:
+                old.unlink()
+        rejects = [
+            {
+                "stage": self.name,
+                "item": d["key"],
+                "outcome": "drop",
+                "reason": "duplicate_image",
+                "detail": f"same pixels as {d['of']}",
+            }
+            for d in item.payload["duplicates"]
+        ]
+        write_bucket_tables(self.tables_dir, item.id, rows, rejects)
+        return [
+            ShardEntry(
+                name=s.name, split=s.split, samples=s.samples, bytes=s.bytes, sha256=s.sha256
+            )
+            for s in shards
+        ]
+
+    def outputs_present(self, item: WorkItem) -> bool:
+        """The done bucket's shards (by size) and tables are still there."""
+        entry = Ledger(self.out_dir).entry(item.id)
+        if entry is None or not all(p.is_file() for p in bucket_tables(self.tables_dir, item.id)):
+            return False
+        for rec in entry["records"]:
+            path = self.target / rec["name"]
+            if not path.is_file() or path.stat().st_size != rec["bytes"]:
+                return False
+        return True
+
+    # --- the final reduction (driver) -----------------------------------------------------
+
+    def finalize(self) -> None:
+        """shards.json, index, rejects, summary, export and card from the buckets' tables;
+        skipped when nothing they depend on changed and they are all there."""
+        ledger = Ledger(self.out_dir)
+        manifest = ledger.manifest()
+        outputs = ledger.current_outputs()
+        if len(outputs) != len(manifest):
+            log.warning(
+                "shards: %d of %d buckets are not done; shards.json and the tables are left "
+                "as they were (rerun to finish)",
+                len(manifest) - len(outputs),
+                len(manifest),
+            )
+            return
+        upstream_rejects = self._stage_rejects()
+        fingerprint = stable_hash(
+            [
+                SCHEMA_VERSION,
+                self.version,
+                self.ctx.config.section_hash("shards"),
+                sorted(manifest.items()),
+                upstream_rejects,
+            ]
+        )
+        if self._final_present(fingerprint):
+            return
+        shards = sorted(
+            (ShardEntry(**r) for _, _, recs in outputs for r in recs), key=lambda s: s.name
+        )
+        self._write_final(fingerprint, shards, [i for i, _, _ in outputs], upstream_rejects)
+
+    def _final_present(self, fingerprint: str) -> bool:
+        index = self.target / INDEX
+        if not index.is_file() or read_json(index).get("fingerprint") != fingerprint:
+            return False
+        if self.cfg.export_refrad2d and not (self.target / EXPORT_DIR / "manifest.json").exists():
+            return False
+        return all((self.target / name).is_file() for name in FINAL_FILES)
+
+    def _write_final(
+        self,
+        fingerprint: str,
+        shards: list[ShardEntry],
+        bucket_ids: list[str],
+        upstream_rejects: list[dict[str, str]],
+    ) -> None:
         target = self.target
         target.mkdir(parents=True, exist_ok=True)
-        shards = []
-        for split in sorted(by_split):
-            shards += write_shards(
-                target,
-                split,
-                by_split[split],
-                self.cfg.max_samples_per_shard,
-                self.cfg.max_bytes_per_shard,
-            )
-        shard_of = {k: s.name for s in shards for k in s.keys}
-        for row in rows:
-            row["shard"] = shard_of[row["key"]]
         keep = {s.name for s in shards}
-        for stale in target.glob("*.tar"):
+        for stale in target.glob("*.tar"):  # buckets that hold no sample any more
             if stale.name not in keep:
                 stale.unlink()
-
-        index = (
-            pl.DataFrame(rows, schema_overrides={"classes": pl.List(pl.Utf8)})
-            if rows
-            else pl.DataFrame()
-        )
-        atomic_write_via(target / "index.parquet", lambda p: index.write_parquet(p))
-        rejects = self._stage_rejects() + rejects
-        reject_df = pl.DataFrame(
-            rejects,
-            schema={
-                "stage": pl.Utf8,
-                "item": pl.Utf8,
-                "outcome": pl.Utf8,
-                "reason": pl.Utf8,
-                "detail": pl.Utf8,
-            },
-        )
-        atomic_write_via(target / "rejects.parquet", lambda p: reject_df.write_parquet(p))
-        summary = self._summary(rows, rejects, shards)
+        for tmp in target.glob(".*.tar.*.tmp"):  # of a worker killed mid-shard (no run now)
+            tmp.unlink()
+        parts = [bucket_tables(self.tables_dir, i) for i in sorted(bucket_ids)]
+        write_index(target, [p[0] for p in parts])
+        write_rejects(target, upstream_rejects, [p[1] for p in parts])
+        summary = summarize(target, len(shards), self._skipped())
         if self.cfg.export_refrad2d:
-            summary["refrad2d_export"] = self._export(kept, target)
+            summary["refrad2d_export"] = self._export(target)
         summary = RunSummary.model_validate(summary).model_dump(mode="json", exclude_none=True)
         atomic_write_json(target / "summary.json", summary)
-        atomic_write_text(target / "summary.md", _summary_md(summary))
+        atomic_write_text(target / "summary.md", summary_md(summary))
         atomic_write_json(
             target / INDEX,
             {
-                "fingerprint": item.fingerprint,
+                "fingerprint": fingerprint,
                 "schema_version": SCHEMA_VERSION,
-                "shards": [
-                    {
-                        "name": s.name,
-                        "split": s.split,
-                        "samples": s.samples,
-                        "bytes": s.bytes,
-                        "sha256": s.sha256,
-                    }
-                    for s in shards
-                ],
+                "shards": [s.model_dump(mode="json") for s in shards],
             },
         )
         from refrad_builder.publish.card import write_card
 
         write_card(target)
-        return []
 
-    def _export(self, kept: list[TextRecord], target: Path) -> dict[str, int]:
+    def _export(self, target: Path) -> dict[str, int]:
         """The RefRad2D on-disk layout beside the shards (RadGrounder's loaders read it)."""
         from refrad_builder.publish.refrad2d import export_refrad2d, items_from_upstream
 
         def flat(name: str) -> list[dict]:
             return [r for _, _, recs in self.ctx.upstream(name) for r in recs]
 
+        split_of = dict(kept_splits(target))
+        kept = []
+        for _, _, recs in self.ctx.upstream("text"):
+            rec = TextRecord(**recs[0])
+            if rec.sample.key in split_of:
+                sample = rec.sample.model_copy(update={"split": split_of[rec.sample.key]})
+                kept.append(rec.model_copy(update={"sample": sample}))
         items = items_from_upstream(kept, flat("slices"), flat("deid"), flat("report"))
         return export_refrad2d(
             items,
@@ -254,16 +360,16 @@ class ShardsStage(Stage):
             tuple(name for name, frac in self.cfg.split_fractions.items() if frac > 0),
         )
 
-    def _stage_rejects(self) -> list[dict]:
+    def _stage_rejects(self) -> list[dict[str, str]]:
+        """The drops and standing errors of the stages before this one, in stage order."""
         out = []
-        work = self.ctx.work
-        ledgers = []
+        names = []
         for name in STAGE_ORDER[: STAGE_ORDER.index("shards")]:
-            ledgers.append(name)
+            names.append(name)
             if name == "ingest":
-                ledgers += ["ingest/series", "ingest/reports"]
-        for name in ledgers:
-            ledger = Ledger(work / name)
+                names += ["ingest/series", "ingest/reports"]
+        for name in names:
+            ledger = Ledger(self.ctx.work / name)
             for entry in ledger.current_drops():
                 out.append(
                     {
@@ -286,58 +392,14 @@ class ShardsStage(Stage):
                 )
         return out
 
-    def _summary(self, rows, rejects, shards) -> dict:
-        def count(key):
-            acc: dict[str, int] = {}
-            for r in rows:
-                acc[str(r[key])] = acc.get(str(r[key]), 0) + 1
-            return dict(sorted(acc.items()))
-
-        reasons: dict[str, int] = {}
-        for r in rejects:
-            k = f"{r['stage']}:{r['reason']}"
-            reasons[k] = reasons.get(k, 0) + 1
+    def _skipped(self) -> dict[str, int]:
+        """Files left out of series that went on, by stage:reason."""
         skipped: dict[str, int] = {}
         for stage in ("deid", "volume"):
             for _, _, recs in self.ctx.upstream(stage):
                 for reason, n in recs[0].get("skipped", {}).items():
                     skipped[f"{stage}:{reason}"] = skipped.get(f"{stage}:{reason}", 0) + n
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "samples": len(rows),
-            "shards": len(shards),
-            "by_split": count("split"),
-            "by_modality": count("modality"),
-            "by_language": count("language"),
-            "patients": len({r["patient"] for r in rows}),
-            "studies": len({r["study"] for r in rows}),
-            "samples_with_boxes": sum(1 for r in rows if r["n_boxes"]),
-            "grounded_captions": sum(r["n_grounded"] for r in rows),
-            "vqa_items": sum(r["n_vqa"] for r in rows),
-            "rejects": dict(sorted(reasons.items())),
-            "files_left_out_of_series": dict(sorted(skipped.items())),
-        }
-
-
-def _summary_md(s: dict) -> str:
-    lines = [
-        "# refrad_builder run summary",
-        "",
-        f"- samples: {s['samples']} in {s['shards']} shards "
-        f"({s['patients']} patients, {s['studies']} studies)",
-        f"- by split: {s['by_split']}",
-        f"- by modality: {s['by_modality']}",
-        f"- by report language: {s['by_language']}",
-        f"- samples with boxes: {s['samples_with_boxes']}; grounded captions: "
-        f"{s['grounded_captions']}; VQA items: {s['vqa_items']}",
-        "",
-        "## Rejects (stage:reason -> count)",
-        "",
-    ]
-    lines += [f"- {k}: {v}" for k, v in s["rejects"].items()] or ["- none"]
-    lines += ["", "## Files left out of a series that went on (stage:reason -> count)", ""]
-    lines += [f"- {k}: {v}" for k, v in s["files_left_out_of_series"].items()] or ["- none"]
-    return "\n".join(lines) + "\n"
+        return skipped
 
 
 STAGE = ShardsStage

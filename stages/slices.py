@@ -14,6 +14,7 @@ apply to axial slices (the acquired images).
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from typing import Any
 
@@ -127,7 +128,7 @@ class SlicesStage(Stage):
     """Choose slices per series; write image/mask PNGs; emit one SliceRecord per slice."""
 
     name = "slices"
-    version = "2"
+    version = "3"
     consumes = ("volume", "segment", "report")
     config_section = "slices"
     resources = Resources(cpus=1.0, memory_gb=2.0)
@@ -265,7 +266,8 @@ class SlicesStage(Stage):
         blobs = self.out_dir / "blobs"
         image_name = f"{sid}_image.png"
         mask_name = f"{sid}_mask.png"
-        atomic_write_bytes(blobs / image_name, encode_png(stored))
+        image_png = encode_png(stored)
+        atomic_write_bytes(blobs / image_name, image_png)
         atomic_write_bytes(blobs / mask_name, encode_png(mask))
         instance = None
         if plane == "axial" and k < len(vol.instance_numbers):
@@ -282,6 +284,7 @@ class SlicesStage(Stage):
             instance_number=instance,
             image_png=f"{self.name}/blobs/{image_name}",
             mask_png=f"{self.name}/blobs/{mask_name}",
+            image_sha256=hashlib.sha256(image_png).hexdigest(),
             width=int(stored.shape[1]),
             height=int(stored.shape[0]),
             pixel_spacing=plane_pixel_spacing(vol.spacing, plane),

@@ -157,7 +157,7 @@ def test_text_setting_reruns_only_text_and_shards(reference, demo, tmp_path):
     ]
     _run(args + ["--set", "text.max_presence_negatives=1"], tmp_path / "log")
     ran = _last_run(work)
-    assert ran["text"] > 0 and ran["shards"] == 1
+    assert ran["text"] > 0 and ran["shards"] > 0
     assert all(ran[s] == 0 for s in ("ingest", "deid", "report", "volume", "segment", "slices"))
     assert validate_dir(out).ok
 

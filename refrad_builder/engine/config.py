@@ -242,6 +242,16 @@ class ShardsConfig(_Section):
 
     max_samples_per_shard: int = 1000
     max_bytes_per_shard: int = 512 * 1024 * 1024
+    buckets: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="hash buckets per split: each sample goes to bucket hash(split, key) mod "
+        "buckets, and each bucket is written by one worker as shards {split}-BBBPP.tar "
+        "(bucket BBB, part PP); only buckets whose samples changed are rewritten. Fixed, so a "
+        "sample's bucket never depends on the rest of the corpus; for large corpora set it to "
+        "about samples per split / max_samples_per_shard",
+    )
     split_fractions: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
     )

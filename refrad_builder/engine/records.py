@@ -215,6 +215,10 @@ class SliceRecord(Record):
     instance_number: int | None = None
     image_png: str
     mask_png: str
+    image_sha256: str | None = Field(
+        default=None,
+        description="sha256 of the stored image PNG (the shards stage finds duplicates by it)",
+    )
     width: int
     height: int
     pixel_spacing: tuple[float, float]
