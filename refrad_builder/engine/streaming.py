@@ -131,8 +131,10 @@ class _StreamStep:
         carry = {k: v for k, v in state["carry"].items() if k in self.keep}
         if self.stage.name in self.keep:
             carry[self.stage.name] = self._outputs(items)
-        ran = {**state["ran"], self.stage.name: len(todo)}
-        return {"key": state["key"], "carry": carry, "ran": ran}
+        name = self.stage.name
+        planned = {**state.get("planned", {}), name: len(items)}
+        ran = {**state["ran"], name: len(todo)}
+        return {"key": state["key"], "carry": carry, "ran": ran, "planned": planned}
 
     def _outputs(self, items: list[WorkItem]) -> Outputs:
         """(id, output hash, records) of the items done now, as ``Ledger.current_outputs``
