@@ -12,11 +12,14 @@
   without dicognito, the ``bench`` extra).
 - read: reading the demo shards through webdataset in a torch DataLoader (2 workers) vs plain
   sequential ``tarfile`` + PIL (``read_speed.py``; skipped without torch, the ``bench`` extra).
+- scaling (benchmarks/scaling.py): the whole pipeline on Ray at 1x, 2x and 4x generated
+  studies (``REFRAD_SCALING_BASE``, default 8; 0 skips it) against its own fixed startup.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import tempfile
 import time
@@ -123,6 +126,13 @@ def main() -> None:
         flag = "ok" if ratio <= target else "SLOW"
         print(f"{name:58s} {ours:8.3f} {base:8.3f} {ratio:6.2f} {target:7.2f} {flag}")
     print(f"LLM requests in flight at the server: {in_flight} of {SERVER_SLOTS} slots")
+    base = int(os.environ.get("REFRAD_SCALING_BASE", "8"))
+    if base > 0:
+        from scaling import bench_scaling
+        from scaling import report as scaling_report
+
+        print(f"scaling: whole pipeline on Ray at {base}, {2 * base}, {4 * base} studies")
+        scaling_report(bench_scaling(base))
 
 
 if __name__ == "__main__":

@@ -285,6 +285,11 @@ class ExecConfig(_Section):
         description="times an item whose worker died (crash, out of memory) is run again, alone, "
         "before it is recorded as failed (worker_died)",
     )
+    streaming: bool = Field(
+        default=True,
+        description="on Ray, stream each series through deid -> volume -> segment -> slices -> "
+        "text (the stages overlap); false: one stage after the other",
+    )
     lock_stale_s: float = Field(
         default=120.0,
         gt=0,

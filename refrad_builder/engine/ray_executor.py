@@ -68,6 +68,9 @@ class RayExecutor:
     item never stops the rest.
     """
 
+    # the runner may stream the per-series stages through it (engine/streaming.py)
+    streams = True
+
     def __init__(self, cfg: RunConfig, verbose: bool = False):
         import ray
 

@@ -270,18 +270,47 @@ def run_pipeline(
                 cfg = cfg.model_copy(update={"secret_file": path})
             atomic_write_text(work / "run" / "config.yaml", dump_config(cfg))
             ctx = StageContext(cfg, _secret=secret, key_tag=key_check(secret))
-            for name in STAGE_ORDER:
-                if name not in selected:
-                    continue
-                runs.append(
-                    _run_stage(
-                        name, ctx, cfg, name in force, executor, progress, ticker, stage_classes
-                    )
-                )
+            runs += _run_selected(
+                selected, ctx, cfg, force, executor, progress, ticker, stage_classes
+            )
             atomic_write_json(work / "run" / "last_run.json", [asdict(r) for r in runs])
     finally:
         if own_executor and hasattr(executor, "close"):
             executor.close()
+    return runs
+
+
+def _run_selected(
+    selected: list[str],
+    ctx: StageContext,
+    cfg: RunConfig,
+    force: set[str],
+    executor: Any,
+    progress: Callable[[str], None],
+    ticker: Any | None,
+    stage_classes: dict[str, type[Stage]] | None,
+) -> list[StageRun]:
+    """Run the selected stages in order. On an executor that streams, the first selected
+    per-series stage streams its pending items through the selected per-series stages
+    (engine/streaming.py); every stage is then still planned and finalized here, and runs
+    what the stream left."""
+    from refrad_builder.engine import streaming
+
+    streams = getattr(executor, "streams", False) and cfg.execution.streaming
+    chain = streaming.chain_of(selected) if streams else []
+    head = None
+    runs = []
+    for name in streaming.run_order(selected, chain):
+        run_with = executor
+        if chain and name == chain[0]:
+            rest = [_stage_class(n, stage_classes) for n in chain[1:]]
+            run_with = head = streaming.StreamHead(executor, rest, force)
+        streamed = head.ran[name] if head is not None and name != chain[0] else 0
+        runs.append(
+            _run_stage(
+                name, ctx, cfg, name in force, run_with, progress, ticker, stage_classes, streamed
+            )
+        )
     return runs
 
 
@@ -294,9 +323,12 @@ def _run_stage(
     progress: Callable[[str], None],
     ticker: Any | None,
     stage_classes: dict[str, type[Stage]] | None,
+    streamed: int = 0,
 ) -> StageRun:
+    """Plan one stage, run its pending items, finalize. ``streamed``: items of this stage
+    that the stream already ran in this run (counted as processed)."""
     t0 = time.perf_counter()
-    cls = (stage_classes or {}).get(name) or get_stage(name)
+    cls = _stage_class(name, stage_classes)
     stage = cls(ctx)
     items = stage.plan()
     chash = stage.config_hash()
@@ -317,8 +349,12 @@ def _run_stage(
     ledger.compact()
     status = ledger.status(name)
     seconds = time.perf_counter() - t0
-    progress(_status_line(status, len(pending), seconds))
-    return StageRun(name, len(items), len(pending), seconds, status.as_dict())
+    progress(_status_line(status, len(pending) + streamed, seconds))
+    return StageRun(name, len(items), len(pending) + streamed, seconds, status.as_dict())
+
+
+def _stage_class(name: str, stage_classes: dict[str, type[Stage]] | None) -> type[Stage]:
+    return (stage_classes or {}).get(name) or get_stage(name)
 
 
 def _status_line(st: StageStatus, processed: int, seconds: float) -> str:
