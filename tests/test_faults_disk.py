@@ -21,7 +21,7 @@ from faults_common import refrad, run_args, shard_bytes, tail, temp_files, valid
 
 pytestmark = pytest.mark.slow
 
-SMALL = 3 * 2**20  # the demo run needs more: it fails part-way
+SMALL = 2 * 2**20  # the demo run needs more: it fails part-way
 
 
 def _mount(point: Path, size: int) -> bool:
