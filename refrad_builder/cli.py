@@ -381,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, SecretMissing | RunLocked | FileNotFoundError | ValueError | ServeError):
             print(f"refrad: error: {exc}", file=sys.stderr)
             return 2
+        from refrad_builder.engine.errors import environment_message, is_environmental
+
+        if is_environmental(exc):  # the disk filled, a mount went away, memory ran out
+            print(f"refrad: error: {environment_message(exc)}", file=sys.stderr)
+            return 2
         raise
 
 

@@ -48,3 +48,26 @@ def small_demo_shards(tmp_path_factory) -> Path:
         mp.setenv("REFRAD_SECRET", "validate-test-secret-0123456789abcdef")
         run_pipeline(cfg, executor=LocalExecutor(), progress=lambda _line: None)
     return root / "shards"
+
+
+@pytest.fixture(scope="session")
+def fault_demo(tmp_path_factory) -> Path:
+    """The fault tests' demo inputs (two synthetic studies, CT and MR); read it, never change."""
+    from refrad_builder.demo import make_demo
+
+    root = tmp_path_factory.mktemp("fault_demo")
+    make_demo(root, studies=2, seed=5, include_real=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fault_reference(fault_demo, tmp_path_factory) -> Path:
+    """One undisturbed run of the fault demo (the `refrad` command, in-process executor): the
+    shards folder every fault test must reproduce byte for byte."""
+    from faults_common import refrad, run_args, tail
+
+    base = tmp_path_factory.mktemp("fault_reference")
+    args = run_args(fault_demo / "config.yaml", base / "work", base / "shards")
+    proc = refrad([*args, "--executor", "local"], base / "log")
+    assert proc.returncode == 0, tail(base / "log")
+    return base / "shards"

@@ -90,9 +90,10 @@ class LoopbackCluster:
         env.update(extra)
         return env
 
-    def _start(self, name: str, args: list[str]) -> None:
+    def _start(self, name: str, args: list[str], wrap: list[str] = ()) -> None:
         log = self.root / f"{name}.log"
-        cmd = [str(BIN / "ray"), "start", "--block", f"--node-ip-address={IP}"]
+        # ``wrap``: a command that execs the node (e.g. in a mount namespace of its own)
+        cmd = [*wrap, str(BIN / "ray"), "start", "--block", f"--node-ip-address={IP}"]
         cmd += [f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={self.ray_temp}"]
         cmd += [f"--object-store-memory={400 * 2**20}"]
         with open(log, "wb") as fh:
@@ -113,14 +114,16 @@ class LoopbackCluster:
             args = [f"--address={self.address}", f"--num-cpus={opts.get('num_cpus', 1)}"]
             if opts.get("resources"):
                 args.append(f"--resources={json.dumps(opts['resources'])}")
-            self._start_node(name, args, i, timeout)
+            self._start_node(name, args, i, timeout, opts.get("wrap", []))
         return self
 
-    def _start_node(self, name: str, args: list[str], expect: int, timeout: float) -> None:
+    def _start_node(
+        self, name: str, args: list[str], expect: int, timeout: float, wrap: list[str] = ()
+    ) -> None:
         """Start one node and wait until ``expect`` nodes are alive. A node gives up when it
         has not registered within Ray's fixed 30 s (a busy machine): one more try."""
         for attempt in (1, 2):
-            self._start(name, args)
+            self._start(name, args, wrap)
             try:
                 self.wait_nodes(expect, timeout)
                 return
@@ -161,6 +164,11 @@ class LoopbackCluster:
                 return
             time.sleep(1.0)
         raise TimeoutError(f"{n} Ray nodes not alive after {timeout:.0f} s")
+
+    def pid(self, name: str) -> int:
+        """The PID of a running node's ``ray start`` process."""
+        (node,) = [n for n in self.nodes if n.name == name and n.proc.poll() is None]
+        return node.proc.pid
 
     def stop_node(self, name: str, timeout: float = 30.0) -> None:
         for node in self.nodes:

@@ -10,6 +10,9 @@ exceptions into drops asks :func:`is_environmental` first and re-raises those.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 def is_environmental(exc: BaseException) -> bool:
     """True for a problem of the machine rather than of the input: the operating system failed
@@ -19,3 +22,16 @@ def is_environmental(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     return isinstance(exc, OSError) and exc.errno is not None
+
+
+def environment_message(exc: BaseException) -> str:
+    """One line for a run stopped by the machine: the error code and the system's words for
+    it, never the exception's message or file name (a path may quote PHI)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        what = f"{errno.errorcode.get(exc.errno, exc.errno)} ({os.strerror(exc.errno)})"
+    else:
+        what = type(exc).__name__
+    return (
+        f"the machine failed a write or read: {what}. Items finished so far are kept; "
+        "fix the cause (free disk space, remount, more memory) and rerun: the run resumes"
+    )

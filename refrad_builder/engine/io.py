@@ -1,13 +1,21 @@
 """Paths and atomic writes: every output is written to a temp file and renamed into place,
-so a crash never leaves a half-written file under a final name."""
+so a crash never leaves a half-written file under a final name. Temp files carry a fixed
+prefix, so the next run (holding the run lock) can remove the ones a killed run left behind."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from refrad_builder.engine import faults
+
+TMP_PREFIX = ".refrad-tmp-"
+# temp names of earlier versions: ".<name>.<8 random chars>.tmp"
+_OLD_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
@@ -15,9 +23,13 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     ``durable`` the data are fsynced first, so a power loss cannot leave an empty file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if faults.should_fire(f"write:{path.name}"):  # tests only: die half-way
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                faults.die()
             fh.write(data)
             if durable:
                 fh.flush()
@@ -53,12 +65,31 @@ def atomic_write_via(path: Path, writer) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix="".join(path.suffixes), dir=path.parent
+        prefix=f"{TMP_PREFIX}{path.stem}.", suffix="".join(path.suffixes), dir=path.parent
     )
     os.close(fd)
     try:
         writer(Path(tmp))
+        faults.maybe_die(f"write:{path.name}")  # tests only: die before the rename
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is an atomic write's temp file (this version's or an earlier one's)."""
+    return name.startswith(TMP_PREFIX) or bool(_OLD_TMP.match(name))
+
+
+def remove_stale_temp(folder: Path) -> int:
+    """Remove the temp files of atomic writes a killed run left under ``folder``; returns how
+    many. Only call it while holding the folder's run lock: a live writer's temp file would
+    go too."""
+    removed = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            if is_temp_name(name):
+                Path(dirpath, name).unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refrad_builder.engine import faults
 from refrad_builder.engine.config import (
     RunConfig,
     dump_config,
@@ -28,7 +29,7 @@ from refrad_builder.engine.config import (
     secret_source,
 )
 from refrad_builder.engine.device import ray_node_id
-from refrad_builder.engine.io import atomic_write_json, atomic_write_text
+from refrad_builder.engine.io import atomic_write_json, atomic_write_text, remove_stale_temp
 from refrad_builder.engine.ledger import Ledger, StageStatus, batch_key, item_fingerprint
 from refrad_builder.engine.lock import RunLock
 from refrad_builder.engine.records import Record
@@ -113,6 +114,7 @@ def run_items(stage: Stage, items: list[WorkItem]) -> list[dict[str, str]]:
     fingerprint since the stage was planned (a retried Ray block) are not redone: the check
     looks up that one part, never the whole ledger (a rerun's driver passes only pending
     items already)."""
+    faults.maybe_die(f"item:{stage.name}")  # tests only (see engine/faults.py)
     ledger = _worker_ledger(stage)
     wanted = {it.id: it.fingerprint for it in items}
     done = ledger.batch_done(wanted, since=ledger.planned_at())
@@ -260,6 +262,10 @@ def run_pipeline(
         work = Path(cfg.work_dir)
         work.mkdir(parents=True, exist_ok=True)
         with RunLock(work, stale_s=cfg.execution.lock_stale_s):
+            # a killed run's half-written temp files: safe to remove while holding the lock
+            removed = sum(remove_stale_temp(Path(d)) for d in (work, cfg.out_dir))
+            if removed:
+                progress(f"removed {removed} temp file(s) left by an interrupted run")
             secret, origin = load_secret(cfg)
             if cfg.demo and origin.startswith("demo"):
                 progress(

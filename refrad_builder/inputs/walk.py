@@ -21,6 +21,10 @@ from refrad_builder.deid.pseudo import keyed_hex
 # A zip member is addressed as "<archive path>::<member name>": a regular file has no
 # children, so the first "::" after an existing file ends the archive's path.
 MEMBER_SEP = "::"
+# A member that inflates more than this many times and to more than MIN_BOMB_BYTES is refused
+# unread (a zip bomb): DICOM compresses a few times, a few-MB archive of gigabytes does not.
+MAX_RATIO = 100
+MIN_BOMB_BYTES = 64 * 2**20
 
 
 class InputFileMissing(FileNotFoundError):
@@ -66,6 +70,8 @@ def open_input(path: str | Path, max_bytes: int | None = None) -> BinaryIO:
             info = zf.getinfo(member)
             if max_bytes is not None and info.file_size > max_bytes:
                 raise ArchiveMemberError("file_too_large")
+            if info.file_size > max(MIN_BOMB_BYTES, MAX_RATIO * info.compress_size):
+                raise ArchiveMemberError("suspected_zip_bomb")
             with zf.open(info) as fh:
                 data = fh.read()
     except (ArchiveMemberError, OSError):
