@@ -241,10 +241,10 @@ def _line_breaks(text: str) -> list[tuple[int, int]]:
             prev = text[ps:pe].rstrip()
             cur = text[s:e].lstrip()
             last_word = re.search(r"(\w+)\W*$", prev)
-            joins = not (_LIST_MARKER.match(text[s:e]) or _GREETING.match(prev)) and (
+            joins = not _LIST_MARKER.match(text[s:e]) and (
                 (lower_continues and cur[:1].islower())
                 or prev.endswith(("-", "(", "/"))
-                or prev.endswith(",")
+                or (prev.endswith(",") and not _GREETING.match(prev))
                 or (
                     last_word is not None
                     and last_word.group(1).casefold() in _CONTINUATION_END
