@@ -190,6 +190,11 @@ def _is_abbreviation(before: str) -> bool:
     return len(word) == 1 and word.isalpha()
 
 
+def _unit_after_number(before: str) -> bool:
+    """Whether the text ends in a number and a lower-case unit ("5 mm", "2,4 cm")."""
+    return re.search(r"\d\s*(?:mm|cm|ml|m)$", before) is not None
+
+
 def _final_abbreviation(before: str, rest: str) -> bool:
     """Whether a side abbreviation ends the sentence: "Pleuraerguss re. Übrige Lunge frei."
 
@@ -241,7 +246,8 @@ def _line_breaks(text: str) -> list[tuple[int, int]]:
             prev = text[ps:pe].rstrip()
             cur = text[s:e].lstrip()
             last_word = re.search(r"(\w+)\W*$", prev)
-            joins = not _LIST_MARKER.match(text[s:e]) and (
+            table_rows = "|" in prev and "|" in cur
+            joins = not (_LIST_MARKER.match(text[s:e]) or table_rows) and (
                 (lower_continues and cur[:1].islower())
                 or prev.endswith(("-", "(", "/"))
                 or (prev.endswith(",") and not _GREETING.match(prev))
@@ -283,8 +289,12 @@ def split_sentences(text: str) -> list[SentenceSpan]:
             if line[m.start()] == "." and len(m.group(0)) == 1:
                 if re.fullmatch(r"\s*(?:[-–•*]\s*)?\(?\d{1,2}", line[cuts[-1] : m.start()]):
                     continue  # an enumeration marker "2." opening a sentence
-                if _is_abbreviation(before) and not _final_abbreviation(before, line[end:]):
+                if _unit_after_number(before):
+                    pass  # "5 mm. Außenmeniskus intakt.": a unit, not "Mm." (musculi)
+                elif _is_abbreviation(before) and not _final_abbreviation(before, line[end:]):
                     continue
+                if re.search(r"(?i)\bno$", before) and re.match(r"\s*[\[\d]", line[end:]):
+                    continue  # "Unit no. [ID]": a number sign
                 if re.search(r"(?<![\d.,])\d{1,2}$", before) and _starts_ordinal_noun(line[end:]):
                     continue
             cuts.append(end)
