@@ -89,7 +89,9 @@ class _Hit:
 # Punctuation spoken into speech recognition ("kein Erguss komma Arthrose", "no effusion
 # period"): the word stands for the mark, so it bounds a clause as the mark would
 _SPOKEN_PUNCT = {"komma": ",", "comma": ",", "punkt": ";", "period": ";", "semikolon": ";"}
-_NOT_SPOKEN_BEFORE = frozenset("a an the this that each one per any every ein einem einen der den dem".split())
+_NOT_SPOKEN_BEFORE = frozenset(
+    "a an the this that each one per any every ein einem einen der den dem".split()
+)
 
 
 def _spoken_punct(words: list[str], i: int) -> str | None:
