@@ -34,7 +34,7 @@ class ReportStage(Stage):
     """Parse and de-identify each study's report text."""
 
     name = "report"
-    version = "2"
+    version = "3"
     consumes = ("ingest",)
     uses_secret = True
     resources = Resources(cpus=1.0, memory_gb=0.5)

@@ -22,7 +22,7 @@ class TextStage(Stage):
     """One item per chosen slice; joins the slice with its study's parsed report."""
 
     name = "text"
-    version = "2"
+    version = "3"
     consumes = ("slices", "report")
 
     def plan(self) -> list[WorkItem]:
@@ -160,6 +160,7 @@ class TextStage(Stage):
             grounded_captions=products.grounded,
             boxes=sl.boxes,
             vqa=products.vqa,
+            image_refs=products.image_refs,
             provenance=Provenance(
                 stage_versions=self.versions,
                 segmenter=sl.segmenter,

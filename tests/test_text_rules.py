@@ -199,4 +199,4 @@ def test_caption_text_drops_image_refs_and_headings():
     assert clean_caption_text("Nodule in the RLL (series 4, image 57), 8 mm.") == (
         "Nodule in the RLL, 8 mm."
     )
-    assert clean_caption_text("Liver lesion, see Se 3/Bi 142.") == "Liver lesion, see."
+    assert clean_caption_text("Liver lesion, see Se 3/Bi 142.") == "Liver lesion."

@@ -289,6 +289,11 @@ class Sample(Record):
     grounded_captions: dict[str, list[str]]
     boxes: list[Box]
     vqa: list[VQAItem]
+    image_refs: list[ImageRef] = Field(
+        default_factory=list,
+        description="key-image references of the report sentences behind the captions; the "
+        "caption text no longer names them (the model cannot see image numbers)",
+    )
     provenance: Provenance
 
 

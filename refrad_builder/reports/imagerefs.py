@@ -38,9 +38,13 @@ _IMAGE_PAREN = re.compile(
 _SLASH_PAIR = re.compile(
     rf"(?<![\w.]){_SER}\s*/\s*{_IMG}\s*:?\s*(\d{{1,4}})\s*/\s*(\d{{1,5}})(?![\w/])", re.IGNORECASE
 )
-# "(4:112)": series:image in parentheses; never a time (14:32) or a ratio (1:2): the image
-# number must be above 59
+# "(4:112)", "(4:11)": series:image in parentheses. Never a time ("(14:32)", "(04:40 Uhr)"): a
+# pair that reads as a clock time (two-digit hour up to 23, minute up to 59) is one; never a
+# ratio ("(1:10)", "(1:200)" dilutions)
 _COLON_PAREN = re.compile(r"\((\d{1,3})\s*:\s*(\d{2,5})\)")
+# "| 3/41 |": a series/image pair filling a table cell alone (levels such as "L4/5" carry
+# letters; the image number has at least two digits, so "1/2" fractions are none)
+_TABLE_CELL = re.compile(r"(?:^|\|)[ \t]*(\d{1,3})\s*/\s*(\d{2,5})[ \t]*(?=\||$)", re.MULTILINE)
 _IMAGE_ONLY = re.compile(
     rf"(?<![\w.])(?:images?|img|ima|bilder|bild|bi)\.?{_SEP}{_NUM}{_RANGE}(?![\w/])", re.IGNORECASE
 )
@@ -56,6 +60,14 @@ def _images(first: str, last: str | None) -> list[int]:
     return [a, b]
 
 
+def _clock_or_ratio(first: str, second: str) -> bool:
+    """Whether "first:second" reads as a clock time or a ratio rather than series:image."""
+    a, b = int(first), int(second)
+    clock = (len(first) == 2 or first.startswith("0")) and a <= 23 and len(second) == 2 and b <= 59
+    ratio = a == 1 and b % 10 == 0
+    return clock or ratio
+
+
 def find_image_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
     """Every key-image reference in ``text`` with its character span, in text order."""
     found: list[tuple[int, int, list[ImageRef]]] = []
@@ -69,9 +81,13 @@ def find_image_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
         refs = [ImageRef(series=series, image=i) for i in _images(m.group(1), m.group(2))]
         found.append((m.start(), m.end(), refs))
         taken.append(m.span())
-    for pattern in (_SLASH_PAIR, _COLON_PAREN):
+    for pattern in (_SLASH_PAIR, _COLON_PAREN, _TABLE_CELL):
         for m in pattern.finditer(text):
-            if not free(*m.span()) or (pattern is _COLON_PAREN and int(m.group(2)) <= 59):
+            if not free(*m.span()):
+                continue
+            if pattern is _COLON_PAREN and _clock_or_ratio(m.group(1), m.group(2)):
+                continue
+            if pattern is _TABLE_CELL and "|" not in text:
                 continue
             found.append(
                 (m.start(), m.end(), [ImageRef(series=int(m.group(1)), image=int(m.group(2)))])

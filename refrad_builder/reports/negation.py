@@ -208,15 +208,16 @@ def _cues(toks: list[_Tok]) -> list[_Cue]:
 
 
 def _adjective_then_noun(toks: list[_Tok], i: int) -> bool:
-    """Whether German token ``i`` is followed by a lower-case word and then a capitalised one
-    ("nicht dislozierte Fraktur")."""
-    words = [t for t in toks[i + 1 : i + 3] if not t.punct]
-    return (
-        len(words) == 2
-        and words[0].text[:1].islower()
-        and words[1].text[:1].isupper()
-        and toks[i + 1] is words[0]
-    )
+    """Whether German token ``i`` is followed by attributive adjectives and then a capitalised
+    noun ("nicht dislozierte Fraktur", "Nicht dislozierte mediale Schenkelhalsfraktur", "nicht
+    KM-aufnehmende Läsion"): only the adjective is negated."""
+    for j in range(i + 2, min(i + 5, len(toks))):
+        before, word = toks[j - 1], toks[j]
+        if before.punct or word.punct:
+            return False
+        if word.text[:1].isupper():
+            return before.text[:1].islower() and before.low.endswith(("e", "en", "er", "es", "em"))
+    return False
 
 
 def _pseudo(word: str) -> bool:

@@ -84,10 +84,19 @@ def _spine_hits(text: str) -> list[_Hit]:
             continue  # "T1"/"T2" alone is an MR weighting
         if region == "S" and rb is None and b is not None:
             continue
+        if b is None and _table_label(text, m.start(), m.end()):
+            continue  # "| T3 | Right lower lobe nodule |": a lesion's row label
         names = _level_names(region, a, rb, b)
         if names:
             hits.append(_Hit(m.start(), m.end(), tuple(names)))
     return hits
+
+
+def _table_label(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] fills a table cell alone ("| T3 |")."""
+    before = text[:start].rstrip(" \t")
+    after = text[end:].lstrip(" \t")
+    return (before == "" or before.endswith("|")) and after.startswith("|")
 
 
 # Couinaud segments ("Segment VIII", "segment 6", "Segment IVa"): the liver, unless the

@@ -59,6 +59,8 @@ ABBREVIATIONS = frozenset(
         "geb",
         "gest",
         "Tel",
+        "App",
+        "Ext",
         "Str",
         "Hr",
         "insb",
@@ -177,8 +179,8 @@ def _is_abbreviation(before: str) -> bool:
         return False
     word = m.group(1).rstrip(".")
     folded = word.casefold()
-    if folded in ABBREVIATIONS:
-        return True
+    if folded in ABBREVIATIONS or (len(folded) > 2 and folded.endswith("nr")):
+        return True  # "Fallnr.", "Auftragsnr." as well as the listed abbreviations
     # "z. B." / "i. v.": the abbreviation spans a space
     two = re.search(r"(\w\.\s?\w)$", before)
     if two and two.group(1).replace(" ", "").casefold() in ABBREVIATIONS:
@@ -186,6 +188,11 @@ def _is_abbreviation(before: str) -> bool:
     if "." in word and all(len(p) <= 2 for p in word.split(".") if p):
         return True  # dotted initialisms like "o.B", "u.U"
     return len(word) == 1 and word.isalpha()
+
+
+def _unit_after_number(before: str) -> bool:
+    """Whether the text ends in a number and a lower-case unit ("5 mm", "2,4 cm")."""
+    return re.search(r"\d\s*(?:mm|cm|ml|m)$", before) is not None
 
 
 def _final_abbreviation(before: str, rest: str) -> bool:
@@ -219,10 +226,19 @@ def _paired_organ(word: str) -> bool:
     return idx is not None and any("{side}" in t or "_right" in t for t in lex.targets[idx])
 
 
+def _caseless(text: str, lines: list[tuple[int, int]]) -> bool:
+    """Whether most lines open in lower case (dictated or typed without capitals): then a
+    lower-case line start is no sign that the line continues the one before."""
+    starts = [m.group(0) for s, e in lines if (m := re.search(r"[^\W\d_]", text[s:e]))]
+    lower = sum(1 for c in starts if c.islower())
+    return len(starts) >= 2 and starts[0].islower() and lower * 2 >= len(starts)
+
+
 def _line_breaks(text: str) -> list[tuple[int, int]]:
     """(start, end) of logical lines: physical lines joined where a line continues."""
     lines = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", text)]
     lines = [(s, e) for s, e in lines if text[s:e].strip()]
+    lower_continues = not _caseless(text, lines)
     out: list[tuple[int, int]] = []
     for s, e in lines:
         if out:
@@ -230,8 +246,9 @@ def _line_breaks(text: str) -> list[tuple[int, int]]:
             prev = text[ps:pe].rstrip()
             cur = text[s:e].lstrip()
             last_word = re.search(r"(\w+)\W*$", prev)
-            joins = not _LIST_MARKER.match(text[s:e]) and (
-                cur[:1].islower()
+            table_rows = "|" in prev and "|" in cur
+            joins = not (_LIST_MARKER.match(text[s:e]) or table_rows) and (
+                (lower_continues and cur[:1].islower())
                 or prev.endswith(("-", "(", "/"))
                 or (prev.endswith(",") and not _GREETING.match(prev))
                 or (
@@ -272,8 +289,12 @@ def split_sentences(text: str) -> list[SentenceSpan]:
             if line[m.start()] == "." and len(m.group(0)) == 1:
                 if re.fullmatch(r"\s*(?:[-–•*]\s*)?\(?\d{1,2}", line[cuts[-1] : m.start()]):
                     continue  # an enumeration marker "2." opening a sentence
-                if _is_abbreviation(before) and not _final_abbreviation(before, line[end:]):
+                if _unit_after_number(before):
+                    pass  # "5 mm. Außenmeniskus intakt.": a unit, not "Mm." (musculi)
+                elif _is_abbreviation(before) and not _final_abbreviation(before, line[end:]):
                     continue
+                if re.search(r"(?i)\bno$", before) and re.match(r"\s*[\[\d]", line[end:]):
+                    continue  # "Unit no. [ID]": a number sign
                 if re.search(r"(?<![\d.,])\d{1,2}$", before) and _starts_ordinal_noun(line[end:]):
                     continue
             cuts.append(end)

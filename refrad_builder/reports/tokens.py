@@ -86,12 +86,37 @@ class _Hit:
     abnormal: bool = True
 
 
+# Punctuation spoken into speech recognition ("kein Erguss komma Arthrose", "no effusion
+# period"): the word stands for the mark, so it bounds a clause as the mark would
+_SPOKEN_PUNCT = {"komma": ",", "comma": ",", "punkt": ";", "period": ";", "semikolon": ";"}
+_NOT_SPOKEN_BEFORE = frozenset(
+    "a an the this that each one per any every ein einem einen der den dem".split()
+)
+
+
+def _spoken_punct(words: list[str], i: int) -> str | None:
+    """The mark a spoken punctuation word stands for, or None ("a period of", "Punkt 1")."""
+    mark = _SPOKEN_PUNCT.get(words[i])
+    if mark is None:
+        return None
+    prev = words[i - 1] if i else ""
+    nxt = words[i + 1] if i + 1 < len(words) else ""
+    if prev in _NOT_SPOKEN_BEFORE or nxt in ("of", "von", "des", "der") or nxt[:1].isdigit():
+        return None
+    return mark
+
+
 def _tokens(text: str) -> list[_Tok]:
     toks = []
     for m in _TOKEN.finditer(text):
         s = m.group(0)
         punct = not s[0].isalnum() and s[0] != "_"
         toks.append(_Tok(s.strip(), s.strip().casefold(), m.start(), m.end(), punct))
+    words = [t.low for t in toks]
+    for i, t in enumerate(toks):
+        mark = None if t.punct else _spoken_punct(words, i)
+        if mark is not None:
+            t.low, t.punct = mark, True
     group = 0
     for i, t in enumerate(toks):
         if i and not t.punct and not toks[i - 1].punct:

@@ -264,7 +264,9 @@ def finish(
             return LLMOutcome(plan.base, used, rejected, from_model=False)
         raise LLMRejected(max(rejected, key=rejected.get) if rejected else "llm_output_empty")
     return LLMOutcome(
-        TextProducts(products.captions, products.grounded, products.vqa), used, rejected
+        TextProducts(products.captions, products.grounded, products.vqa, plan.base.image_refs),
+        used,
+        rejected,
     )
 
 

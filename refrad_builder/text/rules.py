@@ -8,10 +8,17 @@ uses classes visible in the slice, with the slice's own union boxes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from refrad_builder.anatomy.labels import LabelSchema
-from refrad_builder.engine.records import Box, ReportRecord, Sentence, SliceRecord, VQAItem
+from refrad_builder.engine.records import (
+    Box,
+    ImageRef,
+    ReportRecord,
+    Sentence,
+    SliceRecord,
+    VQAItem,
+)
 from refrad_builder.reports.imagerefs import find_image_refs
 from refrad_builder.reports.mentions import find_mentions
 from refrad_builder.reports.temporal import rewrite_temporal
@@ -22,11 +29,14 @@ from refrad_builder.text.rules_vqa import finding_summary, findings_vqa, metadat
 
 @dataclass
 class TextProducts:
-    """Everything the text stage writes for one slice."""
+    """Everything the text stage writes for one slice. ``image_refs``: the key-image
+    references of the linked report sentences, kept as metadata since the caption text no
+    longer names them."""
 
     captions: dict[str, list[str]]
     grounded: dict[str, list[str]]
     vqa: list[VQAItem]
+    image_refs: list[ImageRef] = field(default_factory=list)
 
 
 def visible_classes(sl: SliceRecord, schema: LabelSchema) -> dict[str, Box]:
@@ -54,19 +64,16 @@ def visible_classes(sl: SliceRecord, schema: LabelSchema) -> dict[str, Box]:
 def linked_sentences(
     sl: SliceRecord, report: ReportRecord | None, visible: dict[str, Box], limit: int
 ) -> list[Sentence]:
-    """Report sentences about this slice: image references first, then visible mentions.
-
-    Sentences that compare with a prior study are rewritten by rules (the comparison
-    removed, mentions found again in what is left) or left out when nothing remains.
-    """
+    """Report sentences about this slice: image references first, then visible mentions,
+    each as :func:`caption_sentence` makes it (comparisons rewritten, key-image references
+    and headings removed from the text, the references kept in ``image_refs``)."""
     if report is None:
         return []
     by_ref, by_mention = [], []
-    for s in report.sentences:
-        if s.temporal:
-            s = _without_temporal(s, report.language)
-            if s is None:
-                continue
+    for raw in report.sentences:
+        s = caption_sentence(raw, report.language)
+        if s is None:
+            continue
         if any(
             r.image == sl.instance_number and r.series in (-1, sl.series_number)
             for r in s.image_refs
@@ -87,6 +94,9 @@ _HEADING = re.compile(
     re.IGNORECASE,
 )
 _EMPTY_BRACKETS = re.compile(r"[(\[]\s*(?:[,;:]\s*)*[)\]]")
+# what pointed at a removed reference ("see", "siehe", "vgl.") before the end of its clause
+_POINTER = re.compile(r"[,;]?\s*\b(?:see|cf\.?|siehe|s\.|vgl\.?)\s*(?=[.,;:)]|$)", re.IGNORECASE)
+_LEAD_PUNCT = re.compile(r"^[\s,;:]+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?)])")
 
 
@@ -98,13 +108,26 @@ def clean_caption_text(text: str) -> str:
         {span for _, span in find_image_refs(text)}, key=lambda sp: sp[0], reverse=True
     ):
         text = text[:start] + text[end:]
+    text = _POINTER.sub("", text)
     text = _EMPTY_BRACKETS.sub("", text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     text = re.sub(r"[ \t]{2,}", " ", text).strip()
-    return _HEADING.sub("", text).strip()
+    text = _LEAD_PUNCT.sub("", _HEADING.sub("", text)).strip()
+    # a sentence that was only a reference ("(Bild 274)") or a heading leaves nothing to say
+    return text if re.search(r"\w", text) else ""
 
 
-def _for_caption(s: Sentence, lang: str) -> Sentence | None:
+def caption_sentence(s: Sentence, lang: str) -> Sentence | None:
+    """A report sentence as captions, grounded captions and VQA use it: a comparison with a
+    prior study rewritten (or None when nothing verifiable remains), key-image references
+    and a leading heading removed from the text (:func:`clean_caption_text`); mentions are
+    found again in the new text; ``image_refs`` keeps the references. The RefRad2D export
+    matches caption text against the same function's output."""
+    if s.temporal:
+        rewritten = _without_temporal(s, lang)
+        if rewritten is None:
+            return None
+        s = rewritten
     text = clean_caption_text(s.text)
     if text == s.text:
         return s
@@ -162,9 +185,9 @@ def make_products(
     vqa: list[VQAItem] = []
 
     linked = linked_sentences(sl, report, visible, max_sentences)
-    # TODO(issue 14): apply _for_caption here once publish/refrad2d/export.py's
-    # report_snippets decomposes captions into cleaned sentences (clean_caption_text);
-    # today it matches raw report sentences and would lose CleanedSentence.
+    refs: list[ImageRef] = []
+    for s in linked:
+        refs.extend(r for r in s.image_refs if r not in refs)
     if report is not None and linked:
         captions[report.language].append(" ".join(s.text for s in linked))
         for s in linked:
@@ -204,4 +227,4 @@ def make_products(
         vqa.extend(presence_vqa(sl, lang, shown, series_classes, schema, max_negatives))
         vqa.extend(metadata_vqa(sl, lang))
         vqa.extend(findings_vqa(linked, visible, lang, schema))
-    return TextProducts(captions=captions, grounded=grounded, vqa=vqa)
+    return TextProducts(captions=captions, grounded=grounded, vqa=vqa, image_refs=refs)

@@ -17,6 +17,7 @@ from refrad_builder.publish.refrad2d.models import (
     Refrad2DVQA,
 )
 from refrad_builder.text import grounding
+from refrad_builder.text.rules import caption_sentence
 
 
 def _clean(text: str | None) -> str | None:
@@ -51,11 +52,24 @@ def _decompose(caption: str, sentences: list[str]) -> list[str] | None:
     return walk(0) if caption else None
 
 
+def caption_texts(report: ReportRecord) -> list[str]:
+    """Every form a report sentence can take in a caption: as the text stage makes it
+    (:func:`~refrad_builder.text.rules.caption_sentence`: comparisons rewritten, key-image
+    references and headings removed) and, for samples written before that, as it stands."""
+    texts = [s.text for s in report.sentences]
+    for s in report.sentences:
+        cleaned = caption_sentence(s, report.language)
+        if cleaned is not None:
+            texts.append(cleaned.text)
+    return texts
+
+
 def report_snippets(sample: Sample, report: ReportRecord | None) -> list[str]:
-    """The report sentences that make up the sample's report caption (in order), if any."""
+    """The report sentences, in their caption form, that make up the sample's report caption
+    (in order), if any."""
     if report is None:
         return []
-    texts = [s.text for s in report.sentences]
+    texts = caption_texts(report)
     for caption in sample.captions.get(report.language, []):
         parts = _decompose(caption, texts)
         if parts:
