@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )
+    if not args.verbose:  # one line per odd file in a folder of thousands: the rejects count them
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         return args.func(args) or 0
     except Exception as exc:

@@ -127,7 +127,8 @@ class LoopbackCluster:
             try:
                 self.wait_nodes(expect, timeout)
                 return
-            except RuntimeError:
+            except (RuntimeError, TimeoutError):  # exited, or never registered: start anew
+                self.stop_node(name)
                 self.nodes = [n for n in self.nodes if n.name != name]
                 if attempt == 2:
                     raise
