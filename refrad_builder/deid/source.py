@@ -55,7 +55,7 @@ def quiet_pydicom() -> Iterator[None]:
 # VRs whose conversion cannot fail while value validation is off (quiet_pydicom): text is
 # decoded with replacement characters, a DS/IS that is no number falls back to its text, and
 # OB/OD/OF/OL/OV/OW keep their bytes. Converting them only to check would find nothing; a
-# test pins this on the installed pydicom (tests/test_deid_actions.py).
+# test pins this on the installed pydicom (tests/test_deid_encode.py).
 NEVER_FAILING_VRS = frozenset(
     "AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT OB OD OF OL OV OW".split()
 )
