@@ -10,6 +10,7 @@ their images still flow on through the imaging stages.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pydicom
@@ -38,6 +39,28 @@ class ReportStage(Stage):
     consumes = ("ingest",)
     uses_secret = True
     resources = Resources(cpus=1.0, memory_gb=0.5)
+    llm_phi = None
+
+    def config_hash(self) -> str:
+        """The report section (and secret); with ``report.llm_phi`` also the llm section and
+        the PHI prompts' versions, so a new model or prompt reruns the reports."""
+        parts = [super().config_hash()]
+        if self.cfg.llm_phi:
+            from refrad_builder.reports.llm_phi import TASK
+            from refrad_builder.text.prompts import load_prompt
+
+            parts.append(self.ctx.config.section_hash("llm"))
+            parts += [load_prompt(TASK, lang).key for lang in ("de", "en")]
+        return stable_hash(parts)
+
+    def setup(self) -> None:
+        """The LLM PHI pass's client, when ``report.llm_phi`` is on."""
+        if self.cfg.llm_phi:
+            from refrad_builder.reports.llm_phi import LLMPhiPass
+
+            self.llm_phi = LLMPhiPass(
+                self.ctx.config.llm, self.out_dir / "llm_phi_cache", self.ctx.secret
+            )
 
     def _row(self, table: int, row: int) -> dict[str, str | None]:
         tables = self.ctx.config.inputs.reports
@@ -155,24 +178,31 @@ class ReportStage(Stage):
             secret=self.ctx.secret,
             seed=cfg.langdetect_seed,
             default_language=cfg.default_language,
-            scrub_options=self._scrub_options(p["patient_id"]),
+            scrub_options=self._scrub_options(p["patient_id"], text),
         )
         if record.language not in cfg.languages:
             return Drop("language_not_configured", detail=record.language)
         return record
 
-    def _scrub_options(self, patient_id: str) -> ScrubOptions:
+    def _scrub_options(self, patient_id: str, text: str):
         """The optional scrubbing parts the report section turns on (rules and placeholders
-        alone by default)."""
+        alone by default). With the LLM pass, a function of the detected language: the
+        model's spans of ``text`` join the rules' (an LLMPhiError fails the item)."""
         cfg = self.ctx.config.report
         shift = None
         if cfg.surrogates:
             shift = series_date_shift(self.ctx.secret, patient_id, self.ctx.config.deid)
-        return ScrubOptions(
+        options = ScrubOptions(
             learned=learned_spec(cfg.learned_recognizer, cfg.learned_labels),
             surrogates=cfg.surrogates,
             date_shift=shift,
         )
+        if not cfg.llm_phi:
+            return options
+        if self.llm_phi is None:
+            self.setup()
+        llm = self.llm_phi
+        return lambda lang: replace(options, extra=llm.spans(text, lang))
 
 
 STAGE = ReportStage

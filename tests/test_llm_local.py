@@ -93,3 +93,72 @@ def test_real_server_accounting_cache_and_recovery(tmp_path, monkeypatch):
             assert _accounting(cfg)[3] == 0
     finally:
         server["proc"].kill()
+
+
+def _words(text: str) -> set[str]:
+    """The words of a scrubbed text, placeholders left out."""
+    import re
+
+    return set(re.findall(r"\w+", re.sub(r"\[[A-Z]+\]", " ", text)))
+
+
+def test_real_server_llm_phi_pass_end_to_end(tmp_path, monkeypatch):
+    """report.llm_phi through the report stage against the real server on the demo's reports:
+    every report ends done (the model's spans joined the rules') or failed (an answer that was
+    no valid JSON of the schema, retried next run), the union keeps no word the rules alone
+    remove, and a forced rerun asks the server again only for the failed reports."""
+    import json
+    import time
+
+    from refrad_builder.engine.records import ReportRecord
+
+    monkeypatch.setenv("REFRAD_SECRET", "llm-local-secret-0123456789")
+    log = tmp_path / "server.log"
+    proc, url = start_llamacpp(n_ctx=2048, log=log, timeout_s=180)
+    quiet = {"executor": LocalExecutor(), "progress": lambda s: None}
+    try:
+        with CountingProxy(url) as proxy:
+            make_demo(tmp_path / "demo", studies=3, seed=7, include_real=False)
+            demo = tmp_path / "demo" / "config.yaml"
+            overrides = [
+                f"work_dir={tmp_path / 'work'}",
+                f"out_dir={tmp_path / 'out'}",
+                f"llm.url={proxy.url}",
+                "llm.flavor=llamacpp",
+                "llm.model=gemma3-270m",
+                "llm.max_retries=0",
+                "llm.max_tokens=384",
+                "llm.timeout_s=300",
+            ]
+            rules_only = load_config(demo, [*overrides, f"work_dir={tmp_path / 'rules'}"])
+            run_pipeline(rules_only, stages=["ingest", "report"], **quiet)
+            cfg = load_config(demo, [*overrides, "report.llm_phi=true"])
+            run_pipeline(cfg, stages=["ingest"], **quiet)
+            t0 = time.perf_counter()
+            run_pipeline(cfg, stages=["report"], **quiet)
+            elapsed = time.perf_counter() - t0
+            st = Ledger(cfg.work_dir / "report").status("report")
+            failed = sum(st.failed.values())
+            assert st.planned == 3 and st.done + failed == st.planned
+            assert st.done > 0, "no report got a valid answer from the real server"
+            assert proxy.count == st.planned
+            for entry_path in sorted((cfg.work_dir / "report" / "ledger").glob("*.json")):
+                entry = json.loads(entry_path.read_text())
+                if entry.get("outcome") != "ok":
+                    continue
+                with_llm = ReportRecord(**entry["records"][0])
+                alone = json.loads(
+                    (tmp_path / "rules" / "report" / "ledger" / entry_path.name).read_text()
+                )
+                rules = ReportRecord(**alone["records"][0])
+                assert _words(with_llm.scrubbed_text) <= _words(rules.scrubbed_text)
+            sent = proxy.count
+            run_pipeline(cfg, stages=["report"], force=["report"], **quiet)
+            assert proxy.count == sent + failed  # the answered reports come from the cache
+            print(
+                f"LLM PHI pass: {st.done}/{st.planned} reports answered validly, "
+                f"{elapsed / st.planned:.1f} s per report (wall, shared 2 cores), "
+                f"{sent} requests"
+            )
+    finally:
+        proc.kill()

@@ -62,7 +62,13 @@ def is_well_known_uid(value: str) -> bool:
 
 def remap_uid(secret: bytes, value: str) -> str:
     """The keyed replacement of one UID value; empty and well-known UIDs are returned as is."""
-    value = str(value).strip().rstrip("\x00")
+    return _remap_uid(secret, str(value))
+
+
+# The instances of a series repeat most of their UIDs (study, frame of reference, references).
+@functools.lru_cache(maxsize=4096)
+def _remap_uid(secret: bytes, value: str) -> str:
+    value = value.strip().rstrip("\x00")
     if not value or is_well_known_uid(value):
         return value
     return uid_from(secret, value)
@@ -102,7 +108,9 @@ class ActionContext:
     (0 keeps full dates), or None when dates are replaced by the table's actions.
     ``cleaner`` (Clean Descriptors) answers whether one descriptor text is free of PHI; it is
     None when the option is off. ``safe_private`` (Retain Safe Private) is the table of
-    private attributes kept; None removes every private attribute.
+    private attributes kept; None removes every private attribute. ``decisions`` memoises
+    the action per (tag, VR): it may be shared by every data set de-identified with the same
+    profile and option switches (a series), so the table is asked once per element kind.
     """
 
     profile: Profile
@@ -112,6 +120,7 @@ class ActionContext:
     cleaner: Callable[[str], bool] | None = None
     safe_private: SafePrivateTable | None = None
     stats: collections.Counter[str] = field(default_factory=collections.Counter)
+    decisions: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
 
 
 def _is_overlay_or_curve(group: int) -> bool:
@@ -123,55 +132,72 @@ def _is_overlay_or_curve(group: int) -> bool:
 
 def decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> str:
     """The action for one element, from its tag, keyword and VR (never its value)."""
-    tag = int(tag)
+    action, counter = _decide(int(tag), keyword, vr, ctx)
+    if counter:
+        ctx.stats[counter] += 1
+    return action
+
+
+def _decide(tag: int, keyword: str, vr: str, ctx: ActionContext) -> tuple[str, str]:
+    """(action, the counter it adds to or ""): a function of the tag, the VR and the
+    context's option switches only, so it is asked once per (tag, VR) (see _decision)."""
     group, element = tag >> 16, tag & 0xFFFF
     if group % 2 == 1:
         # PS3.15 E.1-1 "Private Attributes": X. Retain Safe Private keeps the elements of
         # Table E.3.10-1 before this is asked (see apply_actions).
-        ctx.stats["private_removed"] += 1
-        return "X"
+        return "X", "private_removed"
     # Group lengths are retired and would be stale; file meta found inside a data set is
     # rebuilt from scratch, never copied.
     if element == 0 or group == 0x0002:
-        return "X"
+        return "X", ""
     if _is_overlay_or_curve(group):
-        ctx.stats["overlay_removed"] += 1
-        return "X"
+        return "X", "overlay_removed"
     profile = ctx.profile
     rule = profile.rule_for(tag)
     if rule is None:
         try:
             get_entry(tag)
         except KeyError:
-            ctx.stats["unknown_public_removed"] += 1
-            return "X"
+            return "X", "unknown_public_removed"
     if vr == "UN":
-        return "X"
+        return "X", ""
     if ctx.retain_patient_characteristics and keyword in profile.patient_characteristics:
-        return "K"
+        return "K", ""
     if vr == "UI" and keyword in profile.uid_keep_keywords:
-        return "K"
+        return "K", ""
     if vr in DATE_VRS:
         never = keyword in profile.dates_never_retained
         if ctx.date_shift is not None and not never and _longitudinal(rule):
-            return "K" if vr == "TM" else SHIFT
+            return ("K" if vr == "TM" else SHIFT), ""
         if rule is None:
-            return "X" if never else "D"
+            return ("X" if never else "D"), ""
     if rule is not None:
         if (
             ctx.cleaner is not None
             and vr in CLEANABLE_VRS
             and rule.option("clean_descriptors") == "C"
         ):
-            return CLEAN
-        return "X" if rule.action == "C" else rule.action
+            return CLEAN, ""
+        return ("X" if rule.action == "C" else rule.action), ""
     if vr == "UI":
-        return "U"
+        return "U", ""
     if vr in ("PN", "AE", "UR"):
         # Names, network titles and URLs (WADO links embed original UIDs) identify even
         # where the table does not list them.
-        return "X"
-    return "K"
+        return "X", ""
+    return "K", ""
+
+
+def _decision(tag: int, vr: str, ctx: ActionContext) -> str:
+    """:func:`decide` through the context's memo of (tag, VR) -> (action, counter)."""
+    key = (tag, vr)
+    hit = ctx.decisions.get(key)
+    if hit is None:
+        hit = ctx.decisions[key] = _decide(tag, _keyword(tag), vr, ctx)
+    action, counter = hit
+    if counter:
+        ctx.stats[counter] += 1
+    return action
 
 
 def _longitudinal(rule) -> bool:
@@ -249,7 +275,7 @@ def apply_actions(ds: Dataset, ctx: ActionContext) -> None:
             # a listed UID (an analysed series, a bookmark) is an instance UID: remapped
             action = "U" if vr in ("UI", "SQ") else "K"
         else:
-            action = decide(tag, _keyword(int(tag)), vr, ctx)
+            action = _decision(int(tag), vr, ctx)
         if action == "X":
             del ds[tag]
             ctx.stats["removed"] += 1

@@ -87,10 +87,13 @@ def deidentify_dataset(
     uids: InstanceUids,
     options: DeidConfig,
     profile: Profile | None = None,
+    decisions: dict | None = None,
 ) -> dict[str, int]:
     """De-identify one instance in place (data set and file meta); return element counters.
 
     ``uids`` are the instance's final Study/Series/SOP Instance UIDs, chosen per series.
+    ``decisions`` (optional) is the action memo shared by the instances of one call with the
+    same ``options`` and ``profile`` (see :class:`~refrad_builder.deid.actions.ActionContext`).
     """
     profile = profile or load_profile()
     ts = _transfer_syntax(ds)
@@ -106,6 +109,7 @@ def deidentify_dataset(
         retain_patient_characteristics=options.retain_patient_characteristics,
         cleaner=cleaner,
         safe_private=load_safe_private() if options.retain_safe_private else None,
+        decisions={} if decisions is None else decisions,
     )
     apply_actions(ds, ctx)
 

@@ -8,6 +8,7 @@ only as typed keyed hashes (``NAME:<hex>``), never as text.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -51,6 +52,7 @@ def date_shift_days(secret: bytes, patient_key: str, max_days: int) -> int:
     return -(1 + h % max_days)
 
 
+@functools.lru_cache(maxsize=4096)
 def shift_da(value: str, days: int) -> str:
     """Shift a DICOM DA value (YYYYMMDD); unparsable values become empty."""
     try:

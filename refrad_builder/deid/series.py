@@ -281,6 +281,7 @@ def _write_instances(
     sop_counts = collections.Counter(h.sop_uid for h in headers)
     written: list[int] = []
     stats: collections.Counter[str] = collections.Counter()
+    decisions: dict = {}  # one profile and one set of options for the whole series
     for header in headers:
         ds, header.ds = header.ds, None  # the held data set is de-identified in place, once
         if ds is None:
@@ -306,6 +307,7 @@ def _write_instances(
                 uids=uids,
                 options=options,
                 profile=profile,
+                decisions=decisions,
             )
             data = encode(ds)
         except Exception as exc:

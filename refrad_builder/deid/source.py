@@ -8,7 +8,6 @@ code only); one that cannot be opened raises :class:`SourceUnavailable` (transie
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import warnings
 from collections.abc import Iterator
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import pydicom
 import pydicom.config
-from pydicom.charset import default_encoding
 from pydicom.dataelem import convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from refrad_builder.deid.encode import encode_dataset
 from refrad_builder.inputs.walk import ArchiveMemberError, open_input
 
 
@@ -53,26 +52,39 @@ def quiet_pydicom() -> Iterator[None]:
         logger.removeFilter(drop_all)
 
 
-def _materialize(ds: Dataset) -> None:
-    """Convert every raw element now, so malformed values fail while reading.
+# VRs whose conversion cannot fail while value validation is off (quiet_pydicom): text is
+# decoded with replacement characters, a DS/IS that is no number falls back to its text, and
+# OB/OD/OF/OL/OV/OW keep their bytes. Converting them only to check would find nothing; a
+# test pins this on the installed pydicom (tests/test_deid_encode.py).
+NEVER_FAILING_VRS = frozenset(
+    "AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT OB OD OF OL OV OW".split()
+)
 
-    An element whose conversion kept its VR stays in its raw form afterwards: it is checked,
-    and a kept element is then written as its original bytes instead of being encoded again
-    (the encoding dominates the write). Sequences stay converted, their items checked alike.
+
+def _materialize(ds: Dataset) -> None:
+    """Convert every raw element whose conversion can fail now, so malformed values fail
+    while reading.
+
+    Elements stay in their raw form: a checked element that kept its VR, and one of a VR whose
+    conversion cannot fail (:data:`NEVER_FAILING_VRS`), is written back as its original bytes
+    unless its value is read or replaced (the encoding dominates the write). Elements whose
+    VR is unknown or changes on conversion (implicit VR, UN) and sequences are stored
+    converted, their items checked alike.
     """
     charset = None
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
-        if raw.is_raw and raw.value is not None and raw.VR not in (None, "SQ", "UN"):
+    for raw in list(ds.elements()):
+        vr = raw.VR
+        if raw.is_raw and raw.value is not None and vr not in (None, "SQ", "UN"):
+            if vr in NEVER_FAILING_VRS:
+                continue
             if charset is None:
                 # what Dataset.__getitem__ converts with (it stores the result; this checks
                 # the same conversion and keeps the raw element)
                 charset = ds.original_character_set or ds._character_set
-            text_charset = default_encoding if tag == 0x00080005 else charset
-            elem = convert_raw_data_element(raw, encoding=text_charset, ds=ds)
-            if elem.VR == raw.VR:
+            elem = convert_raw_data_element(raw, encoding=charset, ds=ds)
+            if elem.VR == vr:
                 continue
-        elem = ds[tag]
+        elem = ds[raw.tag]
         if elem.VR == "SQ":
             for item in elem.value or ():
                 _materialize(item)
@@ -128,8 +140,8 @@ def _sop_instance(ds: Dataset) -> str:
 
 
 def encode(ds: Dataset) -> bytes:
-    """The data set as a DICOM Part 10 file (preamble, file meta, data set)."""
-    buf = io.BytesIO()
+    """The data set as a DICOM Part 10 file (preamble, file meta, data set), the bytes
+    ``pydicom.dcmwrite(..., enforce_file_format=True)`` writes (see
+    :mod:`refrad_builder.deid.encode`)."""
     with quiet_pydicom():
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
+        return encode_dataset(ds)

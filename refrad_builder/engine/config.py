@@ -116,6 +116,12 @@ class ReportConfig(_Section):
         description="replace PHI with realistic keyed surrogates of the same kind (dates "
         "shifted like the DICOM dates) instead of placeholders",
     )
+    llm_phi: bool = Field(
+        default=False,
+        description="also ask the configured LLM (the llm section: url, model, flavor) for each "
+        "report's PHI; its spans are unioned with the rules' (one request per report, cached); "
+        "off: rules alone",
+    )
 
     @model_validator(mode="after")
     def _check_learned(self) -> ReportConfig:

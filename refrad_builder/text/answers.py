@@ -57,9 +57,23 @@ class VQAAnswer(_Answer):
     items: list[VQAAnswerItem] = Field(max_length=5)
 
 
+class PhiItem(_Answer):
+    """One piece of PHI the model found in a report: its exact text and kind."""
+
+    text: str = Field(min_length=1)
+    kind: Literal["NAME", "DATE", "ID", "PHONE", "EMAIL", "URL", "ADDR", "INST", "AGE"]
+
+
+class PhiAnswer(_Answer):
+    """``phi``: the PHI strings of one report (the optional LLM pass of report scrubbing)."""
+
+    phi: list[PhiItem] = Field(max_length=60)
+
+
 MODELS: dict[str, type[_Answer]] = {
     "translate": TranslateAnswer,
     "temporal": TemporalAnswer,
     "keywords": KeywordsAnswer,
     "vqa": VQAAnswer,
+    "phi": PhiAnswer,
 }

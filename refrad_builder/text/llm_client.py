@@ -87,11 +87,16 @@ class AnswerCache:
 
 
 class LLMClient:
-    """Bounded-concurrency async client with timeouts, retries with backoff and a cache."""
+    """Bounded-concurrency async client with timeouts, retries with backoff and a cache.
 
-    def __init__(self, cfg: LLMConfig, cache_dir: Path):
+    ``store_answers=False`` neither reads nor writes the answer cache: for answers that quote
+    their input (the PHI pass), which the caller caches in a form without it.
+    """
+
+    def __init__(self, cfg: LLMConfig, cache_dir: Path, store_answers: bool = True):
         self.cfg = cfg
         self.cache = AnswerCache(cache_dir)
+        self.store_answers = store_answers
         self.calls = 0
         self.cache_hits = 0
         import openai  # noqa: F401 (imported once per worker, not inside the first batch)
@@ -107,7 +112,7 @@ class LLMClient:
         )
 
     async def _one(self, client, sem: asyncio.Semaphore, req: Request, key: str) -> dict[str, Any]:
-        cached = self.cache.get(key)
+        cached = self.cache.get(key) if self.store_answers else None
         if cached is not None:
             self.cache_hits += 1
             return cached
@@ -144,7 +149,8 @@ class LLMClient:
         except (ValueError, KeyError, IndexError, TypeError):
             raise LLMAnswerError(f"response to {req.prompt.key} is no chat completion") from None
         answer = parse_answer(content, req.prompt)
-        self.cache.put(key, answer)
+        if self.store_answers:
+            self.cache.put(key, answer)
         return answer
 
     async def _many(self, requests: Sequence[Request]) -> list[dict[str, Any] | Exception]:
