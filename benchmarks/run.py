@@ -12,11 +12,16 @@
   without dicognito, the ``bench`` extra).
 - read: reading the demo shards through webdataset in a torch DataLoader (2 workers) vs plain
   sequential ``tarfile`` + PIL (``read_speed.py``; skipped without torch, the ``bench`` extra).
+- planning (benchmarks/planning_scale.py): the driver's peak RSS and planning time for
+  ``--until ingest`` on Ray at 12.5k, 25k and 50k small DICOM files, and a no-op rerun against
+  the first run (``PLANNING_FILES`` sets the largest corpus, ``PLANNING_CACHE`` its folder;
+  ``PLANNING_FILES=0`` skips it).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import tempfile
 import time
@@ -123,6 +128,13 @@ def main() -> None:
         flag = "ok" if ratio <= target else "SLOW"
         print(f"{name:58s} {ours:8.3f} {base:8.3f} {ratio:6.2f} {target:7.2f} {flag}")
     print(f"LLM requests in flight at the server: {in_flight} of {SERVER_SLOTS} slots")
+    files = int(os.environ.get("PLANNING_FILES", "50000"))
+    if files:
+        import planning_scale
+
+        cache = Path(os.environ.get("PLANNING_CACHE", "out/bench-planning")).resolve()
+        print(f"\nplanning at scale (corpus cached under {cache}):")
+        planning_scale.report(planning_scale.measure(cache, files))
 
 
 if __name__ == "__main__":
