@@ -32,7 +32,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ import pyarrow.parquet as pq
 from refrad_builder.engine.config import stable_hash
 from refrad_builder.engine.io import atomic_write_via
 from refrad_builder.engine.ledger_json import migrate_json_ledger
+from refrad_builder.engine.ledger_status import StageStatus
 
 SCHEMA = pa.schema(
     [
@@ -92,28 +92,6 @@ def batch_key(items: dict[str, str]) -> str:
 def item_fingerprint(stage: str, version: str, config_hash: str, input_fp: str) -> str:
     """The fingerprint an item must match to count as done."""
     return stable_hash([stage, version, config_hash, input_fp])
-
-
-@dataclass
-class StageStatus:
-    """Counts of one stage against its current manifest."""
-
-    stage: str
-    planned: int = 0
-    done: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-    pending: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "planned": self.planned,
-            "done": self.done,
-            "dropped": dict(sorted(self.dropped.items())),
-            "failed": dict(sorted(self.failed.items())),
-            "pending": self.pending,
-        }
 
 
 def _empty(columns: list[str]) -> pl.DataFrame:
