@@ -14,6 +14,10 @@
   sequential ``tarfile`` + PIL (``read_speed.py``; skipped without torch, the ``bench`` extra).
 - scaling (benchmarks/scaling.py): the whole pipeline on Ray at 1x, 2x and 4x generated
   studies (``REFRAD_SCALING_BASE``, default 8; 0 skips it) against its own fixed startup.
+- planning (benchmarks/planning_scale.py): the driver's peak RSS and planning time for
+  ``--until ingest`` on Ray at 12.5k, 25k and 50k small DICOM files, and a no-op rerun against
+  the first run (``PLANNING_FILES`` sets the largest corpus, ``PLANNING_CACHE`` its folder;
+  ``PLANNING_FILES=0`` skips it).
 """
 
 from __future__ import annotations
@@ -133,6 +137,13 @@ def main() -> None:
 
         print(f"scaling: whole pipeline on Ray at {base}, {2 * base}, {4 * base} studies")
         scaling_report(bench_scaling(base))
+    files = int(os.environ.get("PLANNING_FILES", "50000"))
+    if files:
+        import planning_scale
+
+        cache = Path(os.environ.get("PLANNING_CACHE", "out/bench-planning")).resolve()
+        print(f"\nplanning at scale (corpus cached under {cache}):")
+        planning_scale.report(planning_scale.measure(cache, files))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,11 @@ class IngestStage(Stage):
             )
         return items
 
+    def batch_size(self) -> int:
+        """A header read is cheap: batches of at least 256 files, so a worker writes one
+        ledger part per 256 files rather than per few."""
+        return max(256, super().batch_size())
+
     def process(self, item: WorkItem) -> FileHeader | Drop:
         root_idx = item.payload["root"]
         root = Path(self.ctx.config.inputs.dicom[root_idx])

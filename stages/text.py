@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from refrad_builder.anatomy.labels import schema
 from refrad_builder.engine.config import stable_hash
+from refrad_builder.engine.ledger import Ledger
 from refrad_builder.engine.records import (
     Provenance,
     ReportRecord,
@@ -16,6 +17,8 @@ from refrad_builder.text.phrases import GENERATOR
 from refrad_builder.text.rules import TextProducts, make_products
 
 PROMPT_TASKS = ("temporal", "translate", "vqa", "keywords")
+# reports kept per worker (the slices of a study come in neighbouring batches)
+REPORT_CACHE = 256
 
 
 class TextStage(Stage):
@@ -26,22 +29,49 @@ class TextStage(Stage):
     consumes = ("slices", "report")
 
     def plan(self) -> list[WorkItem]:
-        reports = {
-            recs[0]["study_id"]: (fp, recs[0]) for _, fp, recs in self.ctx.upstream("report")
-        }
+        """One item per slice. A slice names its study's report by id and output hash (the
+        report item's id is its study's id): the worker reads the report from the report
+        stage's ledger, so a report is stored once per study, never copied per slice."""
+        reports = Ledger(self.ctx.stage_dir("report")).current_hashes()
         items = []
         for _, fp, recs in self.ctx.upstream("slices"):
             series_classes = sorted({b["class_name"] for r in recs for b in r["boxes"]})
             for rec in recs:
-                rep_fp, rep = reports.get(rec["study_id"], ("none", None))
+                rep_fp = reports.get(rec["study_id"], "none")
                 items.append(
                     WorkItem(
                         id=rec["slice_id"],
-                        payload={"slice": rec, "report": rep, "series_classes": series_classes},
+                        payload={
+                            "slice": rec,
+                            "report_id": rec["study_id"] if rep_fp != "none" else None,
+                            "report_hash": rep_fp,
+                            "series_classes": series_classes,
+                        },
                         input_fingerprint=stable_hash([fp, rep_fp, rec["slice_id"]]),
                     )
                 )
         return items
+
+    def _reports(self, items: list[WorkItem]) -> dict[str, ReportRecord | Exception]:
+        """The reports a batch names, read once per study from the report ledger; one whose
+        output hash differs from the planned one is an error of its slices (retried)."""
+        want = {
+            it.payload["report_id"]: it.payload["report_hash"]
+            for it in items
+            if it.payload.get("report_id")
+        }
+        missing = {rid for rid in want if (rid, want[rid]) not in self._report_cache}
+        if missing:
+            found = Ledger(self.ctx.stage_dir("report")).records_of(missing)
+            if len(self._report_cache) > REPORT_CACHE:
+                self._report_cache.clear()
+            for rid, (digest, records) in found.items():
+                self._report_cache[(rid, digest)] = ReportRecord(**records[0])
+        return {
+            rid: self._report_cache.get((rid, digest))
+            or RuntimeError("the study's report changed after planning")
+            for rid, digest in want.items()
+        }
 
     def config_hash(self) -> str:
         parts = [super().config_hash()]
@@ -56,6 +86,7 @@ class TextStage(Stage):
         self.schema = schema()
         self.versions = {n: get_stage(n).version for n in STAGE_ORDER}
         self.client = None
+        self._report_cache: dict[tuple[str, str], ReportRecord] = {}
         if self.cfg.generator == "llm":
             from refrad_builder.text.llm_client import LLMClient
 
@@ -66,9 +97,11 @@ class TextStage(Stage):
             return self.ctx.config.llm.batch_slices
         return super().batch_size()
 
-    def _args(self, item: WorkItem) -> tuple:
+    def _args(self, item: WorkItem, reports: dict[str, ReportRecord | Exception]) -> tuple:
         sl = SliceRecord(**item.payload["slice"])
-        report = ReportRecord(**item.payload["report"]) if item.payload["report"] else None
+        report = reports[item.payload["report_id"]] if item.payload["report_id"] else None
+        if isinstance(report, Exception):
+            raise report
         return (
             sl,
             report,
@@ -87,11 +120,12 @@ class TextStage(Stage):
     def process_many(self, items: list[WorkItem]) -> list[TextRecord | Drop | Exception]:
         """Rules: slice by slice. LLM: the requests of all slices of the batch go out as one
         round (bounded by ``llm.concurrency``), so the server sees many requests in flight."""
+        reports = self._reports(items)
         if self.client is None:
             out: list[TextRecord | Drop | Exception] = []
             for item in items:
                 try:
-                    sl, report, *rest = self._args(item)
+                    sl, report, *rest = self._args(item, reports)
                     out.append(self._record(sl, report, make_products(sl, report, *rest)))
                 except Exception as exc:  # transient by contract: only this slice fails
                     out.append(exc)
@@ -101,7 +135,7 @@ class TextStage(Stage):
         prepared: list[tuple[tuple, object]] = []
         for item in items:
             try:
-                a = self._args(item)
+                a = self._args(item, reports)
                 prepared.append((a, prepare(*a)))
             except Exception as exc:  # transient by contract: only this slice fails
                 prepared.append(((), exc))

@@ -21,7 +21,8 @@ from refrad_builder.engine.config import load_config
 from refrad_builder.engine.ledger import Ledger, item_fingerprint, output_hash
 from refrad_builder.engine.records import ImageRef, Record
 from refrad_builder.engine.runner import LocalExecutor, run_items, run_pipeline
-from refrad_builder.engine.stage import Drop, Stage, StageContext, WorkItem
+from refrad_builder.engine.stage import STAGE_ORDER, Drop, Stage, StageContext, WorkItem
+from refrad_builder.stages.text import TextStage
 
 WRITER = """
 import sys
@@ -226,3 +227,20 @@ def test_retried_batch_redoes_nothing_done_since_the_plan(tmp_path):
     assert _Counting.seen[4:] == ["i0", "i1", "i2", "i3"]
     st = Ledger(stage.out_dir).status("counting")
     assert (st.done, st.dropped, st.pending) == (3, {"bad_input": 1}, 0)
+
+
+def test_text_items_name_their_report_and_workers_load_it(demo_cfg):
+    runs = run_pipeline(
+        demo_cfg, stages=STAGE_ORDER[:-1], executor=LocalExecutor(), progress=lambda s: 0
+    )
+    assert runs[-1].stage == "text" and runs[-1].status["done"] == runs[-1].planned > 0
+    ctx = StageContext(demo_cfg)
+    reports = {rec["study_id"]: rec for _, _, [rec] in ctx.upstream("report")}
+    items = TextStage(ctx).plan()
+    for it in items:  # the report is named, never copied into the slice's item
+        assert set(it.payload) == {"slice", "report_id", "report_hash", "series_classes"}
+        assert it.payload["report_id"] == it.payload["slice"]["study_id"] in reports
+        assert reports[it.payload["report_id"]]["scrubbed_text"] not in json.dumps(it.payload)
+    # the worker read each slice's report: the sample has its study's report language
+    for _, _, [rec] in ctx.upstream("text"):
+        assert rec["sample"]["language"] == reports[rec["sample"]["study"]]["language"]

@@ -32,17 +32,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refrad_builder.engine.config import stable_hash
 from refrad_builder.engine.io import atomic_write_via
 from refrad_builder.engine.ledger_json import migrate_json_ledger
+from refrad_builder.engine.ledger_status import StageStatus
 
 SCHEMA = pa.schema(
     [
@@ -63,7 +64,8 @@ PARTS = "ledger"
 # parts above this size stay as they are when compacting: a large ledger is not rewritten
 # by every run that adds a few items
 BIG_PART_BYTES = 256 * 2**20
-ROW_GROUP = 65536
+# rows per row group: small enough that a lookup by id (records_of) reads little
+ROW_GROUP = 4096
 
 _clock_lock = threading.Lock()
 _last_ts = 0
@@ -90,28 +92,6 @@ def batch_key(items: dict[str, str]) -> str:
 def item_fingerprint(stage: str, version: str, config_hash: str, input_fp: str) -> str:
     """The fingerprint an item must match to count as done."""
     return stable_hash([stage, version, config_hash, input_fp])
-
-
-@dataclass
-class StageStatus:
-    """Counts of one stage against its current manifest."""
-
-    stage: str
-    planned: int = 0
-    done: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-    pending: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "planned": self.planned,
-            "done": self.done,
-            "dropped": dict(sorted(self.dropped.items())),
-            "failed": dict(sorted(self.failed.items())),
-            "pending": self.pending,
-        }
 
 
 def _empty(columns: list[str]) -> pl.DataFrame:
@@ -359,6 +339,33 @@ class Ledger:
             return done.with_columns(pl.lit("").alias("records"), pl.lit("").alias("node"))
         full = _read_parts(self.part_paths(), ["id", "ts", "records", "node"])
         return done.join(full.unique(["id", "ts"]), on=["id", "ts"], how="left")
+
+    def current_hashes(self) -> dict[str, str]:
+        """Item id -> output hash of the current, done, ok items (no records read)."""
+        rows = self._current("ok", records=False)
+        return dict(zip(rows["id"].to_list(), rows["output_hash"].to_list(), strict=True))
+
+    def records_of(self, ids: set[str]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        """Item id -> (output hash, records) of the latest ok entries of ``ids``, read with
+        the ids as a filter (parts are sorted by id: row groups of other ids are skipped)."""
+        if not ids:
+            return {}
+        wanted = pc.field("id").isin(sorted(ids))
+        columns = ["id", "outcome", "output_hash", "records", "ts"]
+        tables = []
+        for p in self.part_paths():
+            try:
+                tables.append(pq.read_table(p, columns=columns, filters=wanted, schema=SCHEMA))
+            except FileNotFoundError:  # merged and removed by a compaction meanwhile
+                continue
+        if not tables:
+            return {}
+        rows = pl.from_arrow(pa.concat_tables(tables))
+        latest = rows.filter(pl.col("outcome") != "error").sort("ts").unique("id", keep="last")
+        return {
+            r["id"]: (r["output_hash"], json.loads(r["records"]))
+            for r in latest.filter(pl.col("outcome") == "ok").iter_rows(named=True)
+        }
 
     def entry(self, item_id: str) -> dict[str, Any] | None:
         """The latest ok or drop entry of one item (with its records), or None. The first
