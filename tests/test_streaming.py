@@ -260,4 +260,5 @@ def test_item_that_kills_its_worker_mid_stream_is_failed_and_the_rest_finish(
     assert "streaming stopped (worker_died)" in caplog.text
     assert runs["volume"].status["failed"] == {"worker_died": 1}
     assert runs["deid"].status["done"] == 2 and runs["text"].status["done"] == 2
-    assert runs["shards"].status["done"] == 1  # the run finished everything else
+    shards = runs["shards"].status  # the run finished everything else
+    assert shards["done"] == shards["planned"] > 0

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from refrad_builder.engine import faults
+from refrad_builder.engine.io import TMP_PREFIX
+
 FIXED_MTIME = 0
 # tar overhead of one member (its header block) and of a sample (padding, rounded up)
 _MEMBER_OVERHEAD = 512
@@ -80,7 +83,9 @@ class _OpenShard:
 
     def __init__(self, path: Path):
         self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{TMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent
+        )
         self.tmp = Path(tmp)
         self.fh = os.fdopen(fd, "wb")
         self.out = _HashingFile(self.fh)
@@ -99,6 +104,7 @@ class _OpenShard:
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
+        faults.maybe_die(f"write:{self.path.name}")  # tests only: die before the rename
         os.replace(self.tmp, self.path)
         return self.out.size, self.out.sha.hexdigest()
 
