@@ -43,7 +43,9 @@ from refrad_builder.publish.refrad2d.models import (
     Refrad2DSnippetIndex,
 )
 from refrad_builder.publish.refrad2d.orientation import GridMap, grid_map
-from refrad_builder.publish.refrad2d.rows import translation
+from refrad_builder.publish.refrad2d.rows import caption_texts, translation
+from refrad_builder.reports.imagerefs import find_image_refs
+from refrad_builder.reports.sections import split_sections
 from refrad_builder.text import grounding
 
 SECRET = "export-test-secret-0123456789abcdef"
@@ -338,7 +340,7 @@ def test_snippets_are_report_sentences_in_the_right_split(run):
                     item = items[key]
                     assert item.sample.split == split and item.sample.modality.lower() == modality
                     assert key_text == snippet_key(modality, own[key])
-                    report_texts = {" ".join(s.text.split()) for s in item.report.sentences}
+                    report_texts = {" ".join(t.split()) for t in caption_texts(item.report)}
                     assert any(t in own[key] for t in report_texts)
                     assert key not in linked
                     linked[key] = key_text
@@ -551,3 +553,32 @@ def test_grid_map_refuses_non_axial_planes():
     assert grid_map([1, 0, 0, 0, 0, -1]) is None  # coronal
     assert grid_map(None) is None
     assert grid_map([0.98, 0.2, 0, -0.2, 0.98, 0]) == GridMap()  # slightly rotated axial
+
+
+def test_captions_name_no_key_image_and_no_heading(run):
+    """The demo reports point at key images ("(Bild 270)", "(series 4, image 57)") and have
+    headings; no caption, grounded caption or VQA text of the demo samples keeps either, the
+    references stay in the sample's ``image_refs``, and the export still finds every slice's
+    report sentences (its CleanedSentence) through the same caption form."""
+    items = run["items"]
+    with_refs = 0
+    for item in items.values():
+        s = item.sample
+        texts = [t for lang in s.captions for t in s.captions[lang]]
+        texts += [grounding.strip(t) for g in s.grounded_captions.values() for t in g]
+        texts += [f"{v.question} {v.answer}" for v in s.vqa]
+        for text in texts:
+            assert not find_image_refs(text), (s.key, text)
+            head = split_sections(text)
+            assert not head or head[0].start == 0 and head[0].name == "findings", (s.key, text)
+        if s.image_refs:
+            with_refs += 1
+            refs = {(r.series, r.image) for r in s.image_refs}
+            raw = {(r.series, r.image) for x in item.report.sentences for r in x.image_refs}
+            assert refs <= raw
+    # the real CT's report names its key images, so some slices were linked by reference
+    assert with_refs >= 1
+    report_refs = [
+        r for it in items.values() if it.report for x in it.report.sentences for r in x.image_refs
+    ]
+    assert report_refs, "the demo reports carry key-image references"

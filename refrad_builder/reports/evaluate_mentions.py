@@ -45,6 +45,19 @@ TARGETS: dict[str, tuple[float, str]] = {
     "abnormal_accuracy": (0.90, "abnormal-flag accuracy"),
     "image_ref_accuracy": (1.0, "image-ref accuracy"),
 }
+# The former blind sets are development sets since the issue-14 fixes were made against them:
+# they are graded at the issue's targets (a new blind set is measured, never asserted)
+DEV_TARGETS: dict[str, tuple[float, str]] = {
+    "mention_precision": (0.95, "mention precision"),
+    "mention_recall": (0.93, "mention recall"),
+    "abnormal_accuracy": (0.93, "abnormal-flag accuracy"),
+    "image_ref_accuracy": (1.0, "image-ref accuracy"),
+}
+TARGETS_BY_SET: dict[str, dict[str, tuple[float, str]]] = {
+    CORPUS.stem: TARGETS,
+    BLIND_C.stem: DEV_TARGETS,
+    BLIND_D.stem: DEV_TARGETS,
+}
 
 
 @dataclass
@@ -320,10 +333,15 @@ def metrics(t: Tally) -> dict[str, float]:
     }
 
 
-def evaluate(reports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def evaluate(
+    reports: list[dict[str, Any]] | None = None,
+    targets: dict[str, tuple[float, str]] | None = None,
+) -> dict[str, Any]:
     """Score the rules on the corpus: a :class:`Tally` for ``"all"``, per language (``"de"``,
     ``"en"``) and per split (``"dev"``, ``"heldout"``), plus ``"metrics"`` (per tally) and
-    ``"targets"`` (metric key -> passed, on all reports)."""
+    ``"targets"`` (metric key -> passed, on all reports, against ``targets``, by default
+    :data:`TARGETS`); ``"thresholds"`` holds the targets used."""
+    targets = TARGETS if targets is None else targets
     reports = load_corpus() if reports is None else reports
     tallies = {"all": Tally(), "de": Tally(), "en": Tally()}
     for r in reports:
@@ -333,7 +351,8 @@ def evaluate(reports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = dict(tallies)
     result["metrics"] = {k: metrics(v) for k, v in tallies.items()}
     overall = result["metrics"]["all"]
-    result["targets"] = {k: overall[k] >= thr - 1e-9 for k, (thr, _) in TARGETS.items()}
+    result["targets"] = {k: overall[k] >= thr - 1e-9 for k, (thr, _) in targets.items()}
+    result["thresholds"] = targets
     return result
 
 
@@ -375,7 +394,7 @@ def format_result(result: dict[str, Any]) -> str:
         f"{a['rewrite_check_accuracy']:.3f}, exact {t.rewrite_exact}/{t.rewrite_n}",
         "targets:",
     ]
-    for key, (thr, label) in TARGETS.items():
+    for key, (thr, label) in result.get("thresholds", TARGETS).items():
         verdict = "PASS" if result["targets"][key] else "FAIL"
         # floored, so a value just under its threshold never prints as equal to it
         shown = math.floor(a[key] * 1000) / 1000
@@ -385,7 +404,8 @@ def format_result(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: every corpus set is printed separately; returns 0 when every target
-    passes on the first set, 1 when one fails, 2 when a corpus is malformed."""
+    passes on the first set and on every set with targets of its own (:data:`TARGETS_BY_SET`),
+    1 when one fails, 2 when a corpus is malformed."""
     parser = argparse.ArgumentParser(prog="python -m refrad_builder.reports.evaluate_mentions")
     parser.add_argument(
         "--corpus",
@@ -408,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        result = evaluate(reports)
+        own = TARGETS_BY_SET.get(path.stem)
+        graded = i == 0 or own is not None
+        result = evaluate(reports, own)
         if args.json:
             out = {"set": path.stem, "metrics": result["metrics"], "targets": result["targets"]}
             print(json.dumps(out, indent=2))
@@ -417,9 +439,9 @@ def main(argv: list[str] | None = None) -> int:
             kinds = Counter(e.split("\n    ")[-1].split(" ")[0] for e in result["all"].errors)
             print("\n".join(result["all"].errors))
             print(f"disagreements by kind: {dict(kinds)}\n")
-        graded = "graded" if i == 0 else "informative"
-        print(f"=== set {path.stem} ({graded})\n" + format_result(result))
-        if i == 0 and not all(result["targets"].values()):
+        label = "graded" if graded else "informative"
+        print(f"=== set {path.stem} ({label})\n" + format_result(result))
+        if graded and not all(result["targets"].values()):
             status = 1
     return status
 

@@ -46,7 +46,13 @@ def _segments(toks: list[_Tok]) -> tuple[list[list[int]], list[str]]:
     return segments, bounds
 
 
-def _is_list(toks: list[_Tok], seg: list[int], hit_at: set[int]) -> bool:
+def _is_list(
+    toks: list[_Tok], seg: list[int], hit_at: set[int], finding: list[bool] | None = None
+) -> bool:
+    """A bare list of anatomy: hits, list words and sides only, and no hit that names a
+    finding itself ("Infarktpneumonie im rechten Unterlappen" is a statement)."""
+    if finding is not None and any(finding[i] for i in seg):
+        return False
     return bool(seg) and all(
         i in hit_at
         or toks[i].low in _FILLER
@@ -127,8 +133,8 @@ def _clauses(
             # "rechts 2,4 cm, links 1,6 cm": the other side starts a clause of its own
             and not _opens_with_side(toks, cur)
             and (
-                _is_list(toks, prev, hit_at)
-                or _is_list(toks, cur, hit_at)
+                _is_list(toks, prev, hit_at, finding)
+                or _is_list(toks, cur, hit_at, finding)
                 or _normal_remark(cur, hit_at, finding, cue_at)
                 or _parenthetical(toks, cur)
                 or _parenthetical(toks, prev)
