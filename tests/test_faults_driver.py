@@ -19,7 +19,7 @@ from refrad_builder.publish.validate import _read_tar, validate_dir
 
 pytestmark = pytest.mark.slow
 
-KILL_POINTS = ["item:ingest@2", "item:segment", "item:text", "write:*.tar@2", "write:shards.json"]
+KILL_POINTS = ["item:ingest", "item:segment", "item:text", "write:*.tar@2", "write:shards.json"]
 
 
 def test_driver_killed_at_five_points_resumes_to_identical_bytes(
