@@ -50,7 +50,7 @@ def run_once(root: Path, studies: int, settings: list[str]) -> Timing:
         cmd += ["--set", s]
     if studies == 0:
         cmd.append("--no-validate")  # an empty corpus has no shards to validate
-    for _attempt in range(2):
+    for _attempt in range(3):
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
@@ -61,7 +61,7 @@ def run_once(root: Path, studies: int, settings: list[str]) -> Timing:
         print(f"  {studies} studies: Ray did not start in time; running again", flush=True)
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
-    if proc.returncode != 0 and studies:
+    if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
         raise RuntimeError(f"refrad run failed on {studies} studies:\n{tail}")
     shutil.rmtree(demo, ignore_errors=True)
