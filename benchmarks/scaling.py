@@ -50,17 +50,26 @@ def run_once(root: Path, studies: int, settings: list[str]) -> Timing:
         cmd += ["--set", s]
     if studies == 0:
         cmd.append("--no-validate")  # an empty corpus has no shards to validate
-    load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0 and studies:
+    for _attempt in range(3):
+        load_before = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+        seconds = time.perf_counter() - t0
+        # on an overloaded machine Ray itself may not come up in time: try once more
+        if "timed out during startup" not in proc.stdout + proc.stderr:
+            break
+        print(f"  {studies} studies: Ray did not start in time; running again", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+    if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
         raise RuntimeError(f"refrad run failed on {studies} studies:\n{tail}")
     shutil.rmtree(demo, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
-    return Timing(studies, seconds, load_before, os.getloadavg()[0])
+    timing = Timing(studies, seconds, load_before, os.getloadavg()[0])
+    print(f"  {studies} studies: {seconds:.1f} s (load {load_before:.1f})", flush=True)
+    return timing
 
 
 def bench_scaling(base: int = 8, settings: list[str] | None = None) -> list[Timing]:
