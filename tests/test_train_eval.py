@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,11 @@ def test_train_then_evaluate_cli(tmp_path, small_demo_shards):
 
 @pytest.mark.slow
 def test_gpu_check_cpu_smoke(tmp_path, small_demo_shards):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu",
-           "--steps", "2", "--shards", str(small_demo_shards), "--out", str(tmp_path / "gc")]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    # the shell script the GPU machine runs, in its CPU dry-run mode
+    env = {**os.environ, "DEVICE": "cpu", "STEPS": "2", "PYTHON": sys.executable,
+           "SHARDS": str(small_demo_shards)}  # fmt: skip
+    cmd = ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--out", str(tmp_path / "gc")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(next(x for x in res.stdout.splitlines() if x.startswith("{")))
     assert result["config"] == "tiny" and result["steps"] == 2 and result["gpu"] == "none (cpu)"

@@ -42,10 +42,17 @@ def rewrite_locations(text: str, boxes: dict[int, Box], width: int, height: int)
 
 
 def crop_sample(values: np.ndarray, boxes: list[dict], target: str, rng: random.Random):
-    """Crop ``values`` (H x W) keeping every box; returns the crop, the moved boxes and the target
-    with its location tokens rewritten for the cropped image."""
+    """Crop ``values`` (H x W) at random keeping every box; returns the crop, the moved boxes and
+    the target with its location tokens rewritten for the cropped image."""
     h, w = values.shape[:2]
-    x0, y0, x1, y1 = crop_window(w, h, [tuple(b["bbox"]) for b in boxes], rng)
+    return crop_to(values, boxes, target, crop_window(w, h, [tuple(b["bbox"]) for b in boxes], rng))
+
+
+def crop_to(values: np.ndarray, boxes: list[dict], target: str, window: Box):
+    """Crop ``values`` to ``window`` (x0, y0, x1, y1; it must hold every box), as
+    :func:`crop_sample` does."""
+    h, w = values.shape[:2]
+    x0, y0, x1, y1 = window
     moved = [
         {**b, "bbox": [b["bbox"][0] - x0, b["bbox"][1] - y0, b["bbox"][2] - x0, b["bbox"][3] - y0]}
         for b in boxes
