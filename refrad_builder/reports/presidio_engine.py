@@ -60,6 +60,7 @@ from refrad_builder.reports.phi.names import _NAME_RULES, is_not_name
 from refrad_builder.reports.phi.people import FirstNameRecognizer
 from refrad_builder.reports.phi.phones import _PHONE_CONTEXT, _PHONE_RULES
 from refrad_builder.reports.phi.web import OfflineEmailRecognizer, UrlRecognizer, tld_extractor
+from refrad_builder.reports.phi.zones import ZoneRecognizer
 
 __all__ = [
     "GENERIC_INST_FOLDED",
@@ -124,6 +125,7 @@ def _recognizers(language: str) -> list[EntityRecognizer]:
         GroupPatternRecognizer("NAME", language, _NAME_RULES),
         FirstNameRecognizer(language),
         NameFormRecognizer(language),
+        ZoneRecognizer(language),
         DateRecognizer(language),
         GroupPatternRecognizer("PHONE", language, _PHONE_RULES, context=_PHONE_CONTEXT),
         PhoneRecognizer(
