@@ -59,6 +59,7 @@ from refrad_builder.reports.phi.name_forms import NameFormRecognizer
 from refrad_builder.reports.phi.names import _NAME_RULES, is_not_name
 from refrad_builder.reports.phi.people import FirstNameRecognizer
 from refrad_builder.reports.phi.phones import _PHONE_CONTEXT, _PHONE_RULES
+from refrad_builder.reports.phi.rare_names import RareNameRecognizer
 from refrad_builder.reports.phi.web import OfflineEmailRecognizer, UrlRecognizer, tld_extractor
 from refrad_builder.reports.phi.zones import ZoneRecognizer
 
@@ -126,6 +127,7 @@ def _recognizers(language: str) -> list[EntityRecognizer]:
         FirstNameRecognizer(language),
         NameFormRecognizer(language),
         ZoneRecognizer(language),
+        RareNameRecognizer(language),
         DateRecognizer(language),
         GroupPatternRecognizer("PHONE", language, _PHONE_RULES, context=_PHONE_CONTEXT),
         PhoneRecognizer(
