@@ -103,7 +103,7 @@ def _cue_line_end(text: str, start: int) -> tuple[int, bool]:
     nl = len(text) if nl < 0 else nl
     for m in _SENTENCE_END.finditer(text, start, nl):
         if m.group("before").casefold().rstrip(".") not in _ABBREVIATIONS:
-            return m.start() + 1, False
+            return m.end("before") + 1, False
     return nl, True
 
 
