@@ -3,8 +3,8 @@
 * **Partial dates**: a month or season with a year and a vague day ("Mitte März 2023",
   "mid-March 2023", "Anfang 2021", "Frühjahr 2019", "late May 2022"): part of a person's
   course of care, so PHI like full dates; a bare year stays readable.
-* **Year-numbered identifiers** ("2023/118876", "24-0081123"): a four-digit year joined to a
-  number of four or more digits that no unit follows.
+* **Year-numbered identifiers** ("2023/118876"): a four-digit year joined to a number of
+  four or more digits that is no second year ("2019-2021") and that no unit follows.
 * **Hyphenated clinic names** ("Hochwald-Klinik", "Sonnenberg-Krankenhaus").
 """
 
@@ -28,7 +28,7 @@ PARTIAL_DATE_RULES = [
 YEAR_ID_RULES = [
     Rule(
         "year_number_id",
-        rf"(?<![\w/.-]){_YEAR}[/-]\d{{4,}}(?![\w/-]|\.\d|[ \t]*(?:mm|cm|ml|mg|kg|%))",
+        rf"(?<![\w/.-]){_YEAR}[/-](?:\d{{5,}}|(?!19|20)\d{{4}})(?![\w/-]|\.\d|[ \t]*(?:mm|cm|ml|mg|kg|%))",
         0.6,
     ),
 ]

@@ -40,6 +40,7 @@ _HEADER_MAX_LINES = 20
 _SIGNATURE_LINES = 8
 _RARE = 3.2
 _NAME_RARE = 4.3
+_CAPS_RARE = 2.0
 _HEADING = regex.compile(
     r"^[ \t]*(?:\d+\.[ \t]*)?(?i:findings?|befunde?|beurteilung|impression|technique|technik|"
     r"clinical[ \t]+(?:history|details|information|indication|question|notes)|indications?|"
@@ -133,17 +134,31 @@ def line_zones(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def _compound_of_words(word: str) -> bool:
+    """A German compound of two everyday words ("Nachsorge", "Zyklustag", "Kniegelenks")."""
+    w = word.casefold()
+    for i in range(3, len(w) - 2):
+        head, tail = w[:i], w[i:]
+        if zipf_max(tail) >= _RARE and (
+            zipf_max(head) >= _RARE or zipf_max(head.rstrip("s")) >= _RARE
+        ):
+            return True
+    return False
+
+
 def _name_like(word: str) -> bool:
     core = word.strip("'’-")
-    if len(core) < 2 or not core[0].isupper() or (core.isupper() and len(core) <= 3):
+    if len(core) < 3 or not core[0].isupper() or (core.isupper() and len(core) <= 3):
         return False
     if is_medical(core):
         return False
-    rarity = zipf_max(core)
-    if rarity < _RARE:
-        return True
     named = is_listed_surname(core) or is_listed_first_name(core) or is_first_name(core)
-    return named and rarity < _NAME_RARE
+    rarity = zipf_max(core)
+    if named:
+        return rarity < _NAME_RARE
+    if core.isupper():
+        return rarity < _CAPS_RARE  # all-caps report text ("LUMBAR") is vocabulary more often
+    return rarity < _RARE and not _compound_of_words(core)
 
 
 def _number_is_id(text: str, m: regex.Match[str]) -> bool:
