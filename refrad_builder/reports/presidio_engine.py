@@ -57,9 +57,12 @@ from refrad_builder.reports.phi.institutions import (
 )
 from refrad_builder.reports.phi.name_forms import NameFormRecognizer
 from refrad_builder.reports.phi.names import _NAME_RULES, is_not_name
+from refrad_builder.reports.phi.partial import CLINIC_RULES, PARTIAL_DATE_RULES, YEAR_ID_RULES
 from refrad_builder.reports.phi.people import FirstNameRecognizer
 from refrad_builder.reports.phi.phones import _PHONE_CONTEXT, _PHONE_RULES
+from refrad_builder.reports.phi.rare_names import RareNameRecognizer
 from refrad_builder.reports.phi.web import OfflineEmailRecognizer, UrlRecognizer, tld_extractor
+from refrad_builder.reports.phi.zones import ZoneRecognizer
 
 __all__ = [
     "GENERIC_INST_FOLDED",
@@ -124,6 +127,8 @@ def _recognizers(language: str) -> list[EntityRecognizer]:
         GroupPatternRecognizer("NAME", language, _NAME_RULES),
         FirstNameRecognizer(language),
         NameFormRecognizer(language),
+        ZoneRecognizer(language),
+        RareNameRecognizer(language),
         DateRecognizer(language),
         GroupPatternRecognizer("PHONE", language, _PHONE_RULES, context=_PHONE_CONTEXT),
         PhoneRecognizer(
@@ -140,6 +145,11 @@ def _recognizers(language: str) -> list[EntityRecognizer]:
         GroupPatternRecognizer("ADDR", language, _ADDR_RULES),
         GroupPatternRecognizer("INST", language, _INST_RULES_DE + _INST_RULES_EN),
         GroupPatternRecognizer("AGE", language, _AGE_RULES),
+        GroupPatternRecognizer(
+            "DATE", language, PARTIAL_DATE_RULES, name=f"partial_date_{language}"
+        ),
+        GroupPatternRecognizer("ID", language, YEAR_ID_RULES, name=f"year_id_{language}"),
+        GroupPatternRecognizer("INST", language, CLINIC_RULES, name=f"clinic_{language}"),
     ]
 
 

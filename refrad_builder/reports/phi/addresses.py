@@ -14,14 +14,14 @@ _DE_STREET_SUFFIX = (
 _EN_STREET_SUFFIX = (
     r"(?:Street|St\.?|Road|Rd\.?|Avenue|Ave\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|"
     r"Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent|Square|Sq\.?|Parkway|Pkwy\.?|Highway|"
-    r"Hwy\.?|Row|Gardens|Grove|Walk|Mews)"
+    r"Hwy\.?|Row|Gardens|Grove|Walk|Mews|Yard|Wynd|Rise|Parade|Green|Hill|View|Gate|Heights)"
 )
 _CITY = rf"[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)*"
 _CITY_ANY = rf"(?:{_CITY}|[{_UP}]{{3,}}(?:-[{_UP}]{{3,}})*)"
 _EN_SUFFIX_ANY = (
     r"(?i:Street|St\.?|Road|Rd\.?|Avenue|Ave\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|"
     r"Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent|Square|Sq\.?|Parkway|Pkwy\.?|Highway|"
-    r"Hwy\.?|Row|Gardens|Grove|Walk|Mews)"
+    r"Hwy\.?|Row|Gardens|Grove|Walk|Mews|Yard|Wynd|Rise|Parade|Green|Hill|View|Gate|Heights)"
 )
 _HOUSE_NO = r"\d{1,4}(?:[ \t]?[a-z])?(?:[-/]\d{1,4}[a-z]?)?"
 _AU_STATES = r"(?:QLD|NSW|VIC|SA|WA|TAS|NT|ACT)"
