@@ -35,8 +35,10 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "eval" / "reports_mentio
 DEV2 = CORPUS.with_name("reports_mentions_dev2.jsonl")
 BLIND_C = CORPUS.with_name("reports_mentions_blind_c.jsonl")
 BLIND_D = CORPUS.with_name("reports_mentions_blind_d.jsonl")
-DEFAULT_SETS = [CORPUS, DEV2, BLIND_C, BLIND_D]
-SPLITS = ("dev", "heldout", "blind_c", "blind_d")
+# written blind on 2026-12-03: informative (no targets of its own), first figures in the README
+BLIND_E = CORPUS.with_name("reports_mentions_blind_e.jsonl")
+DEFAULT_SETS = [CORPUS, DEV2, BLIND_C, BLIND_D, BLIND_E]
+SPLITS = ("dev", "heldout", "blind_c", "blind_d", "blind_e")
 
 # metric key -> (threshold, label)
 TARGETS: dict[str, tuple[float, str]] = {
