@@ -17,6 +17,7 @@ import polars as pl
 
 from refrad_builder.engine.io import read_json
 from refrad_builder.publish.shard_reading import iter_samples
+from refrad_builder.publish.shard_tables import INDEX_SCHEMA, REJECT_SCHEMA
 from refrad_builder.text import grounding
 
 STATS = "stats.json"
@@ -36,38 +37,13 @@ PLOTS = {
     "slices_per_study": "Slices (samples) per study",
     "rejects_by_reason": "Rejects by stage and reason",
 }
-_INDEX_SCHEMA = {
-    "key": pl.Utf8,
-    "split": pl.Utf8,
-    "shard": pl.Utf8,
-    "modality": pl.Utf8,
-    "language": pl.Utf8,
-    "patient": pl.Utf8,
-    "study": pl.Utf8,
-    "series": pl.Utf8,
-    "plane": pl.Utf8,
-    "width": pl.Int64,
-    "height": pl.Int64,
-    "classes": pl.List(pl.Utf8),
-    "n_boxes": pl.Int64,
-    "n_vqa": pl.Int64,
-    "n_grounded": pl.Int64,
-    "caption_languages": pl.List(pl.Utf8),
-}
-_REJECT_SCHEMA = {
-    "stage": pl.Utf8,
-    "item": pl.Utf8,
-    "outcome": pl.Utf8,
-    "reason": pl.Utf8,
-    "detail": pl.Utf8,
-}
 
 
 def _read_index(out_dir: Path) -> pl.DataFrame:
     path = out_dir / "index.parquet"
     df = pl.read_parquet(path) if path.exists() else pl.DataFrame()
     if df.height == 0:
-        return pl.DataFrame(schema=_INDEX_SCHEMA)
+        return pl.DataFrame(schema=INDEX_SCHEMA)
     return df
 
 
@@ -75,7 +51,7 @@ def _read_rejects(out_dir: Path) -> pl.DataFrame:
     path = out_dir / "rejects.parquet"
     df = pl.read_parquet(path) if path.exists() else pl.DataFrame()
     if df.height == 0:
-        return pl.DataFrame(schema=_REJECT_SCHEMA)
+        return pl.DataFrame(schema=REJECT_SCHEMA)
     return df
 
 
