@@ -107,7 +107,6 @@ def test_real_server_llm_phi_pass_end_to_end(tmp_path, monkeypatch):
     every report ends done (the model's spans joined the rules') or failed (an answer that was
     no valid JSON of the schema, retried next run), the union keeps no word the rules alone
     remove, and a forced rerun asks the server again only for the failed reports."""
-    import json
     import time
 
     from refrad_builder.engine.records import ReportRecord
@@ -142,15 +141,14 @@ def test_real_server_llm_phi_pass_end_to_end(tmp_path, monkeypatch):
             assert st.planned == 3 and st.done + failed == st.planned
             assert st.done > 0, "no report got a valid answer from the real server"
             assert proxy.count == st.planned
-            for entry_path in sorted((cfg.work_dir / "report" / "ledger").glob("*.json")):
-                entry = json.loads(entry_path.read_text())
-                if entry.get("outcome") != "ok":
-                    continue
-                with_llm = ReportRecord(**entry["records"][0])
-                alone = json.loads(
-                    (tmp_path / "rules" / "report" / "ledger" / entry_path.name).read_text()
-                )
-                rules = ReportRecord(**alone["records"][0])
+            alone = {
+                i: recs for i, _, recs in Ledger(tmp_path / "rules" / "report").current_outputs()
+            }
+            answered = Ledger(cfg.work_dir / "report").current_outputs()
+            assert len(answered) == st.done
+            for item_id, _, records in answered:
+                with_llm = ReportRecord(**records[0])
+                rules = ReportRecord(**alone[item_id][0])
                 assert _words(with_llm.scrubbed_text) <= _words(rules.scrubbed_text)
             sent = proxy.count
             run_pipeline(cfg, stages=["report"], force=["report"], **quiet)
