@@ -189,6 +189,7 @@ def _ray_cfg(demo: Path, base: Path, *extra: str):
             f"work_dir={base / 'work'}",
             f"out_dir={base / 'out'}",
             "slices.max_slices_per_series=2",
+            "execution.streaming=true",
             *extra,
         ],
     )

@@ -292,9 +292,10 @@ class ExecConfig(_Section):
         "before it is recorded as failed (worker_died)",
     )
     streaming: bool = Field(
-        default=True,
+        default=False,
         description="on Ray, stream each series through deid -> volume -> segment -> slices -> "
-        "text (the stages overlap); false: one stage after the other",
+        "text (the stages overlap); false (default until a hang of the stream with a real "
+        "TotalSegmentator actor on a multi-node cluster is understood): one stage after the other",
     )
     lock_stale_s: float = Field(
         default=120.0,
