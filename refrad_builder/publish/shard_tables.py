@@ -7,6 +7,8 @@ engine): no step holds every sample's row, let alone an image, in Python.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,24 @@ REJECT_SCHEMA = pl.Schema(
 )
 
 
+def write_parquet(path: Path, write) -> None:
+    """Atomically write a polars frame with ``write(tmp_path)``. Polars reports a failed
+    write (disk full, I/O error) as a ComputeError that quotes the OS error number; it is
+    raised again as that OSError, so the run reports a machine failure, not a program bug."""
+
+    def guarded(tmp: Path) -> None:
+        try:
+            write(tmp)
+        except pl.exceptions.ComputeError as exc:
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            number = int(code.group(1))
+            raise OSError(number, os.strerror(number)) from None
+
+    atomic_write_via(path, guarded)
+
+
 def index_row(sample: Sample, image_sha256: str, shard: str) -> dict[str, Any]:
     """The ``index.parquet`` row of one sample written to ``shard``."""
     return {
@@ -84,8 +104,8 @@ def write_bucket_tables(
     index_path, rejects_path = bucket_tables(folder, item_id)
     index = pl.DataFrame(rows, schema=INDEX_SCHEMA)
     reject_df = pl.DataFrame(rejects, schema=REJECT_SCHEMA)
-    atomic_write_via(index_path, lambda p: index.write_parquet(p))
-    atomic_write_via(rejects_path, lambda p: reject_df.write_parquet(p))
+    write_parquet(index_path, index.write_parquet)
+    write_parquet(rejects_path, reject_df.write_parquet)
 
 
 def _scan(paths: list[Path], schema: pl.Schema) -> pl.LazyFrame:
@@ -98,10 +118,10 @@ def write_index(target: Path, parts: list[Path]) -> None:
     """``index.parquet``: the buckets' rows, one per sample, sorted by key (streamed)."""
     path = target / "index.parquet"
     if not parts:  # as before buckets: a run without samples writes a table without columns
-        atomic_write_via(path, lambda p: pl.DataFrame().write_parquet(p))
+        write_parquet(path, pl.DataFrame().write_parquet)
         return
     frame = _scan(parts, INDEX_SCHEMA).sort("key")
-    atomic_write_via(path, lambda p: frame.sink_parquet(p))
+    write_parquet(path, frame.sink_parquet)
 
 
 def write_rejects(target: Path, upstream: list[dict[str, Any]], parts: list[Path]) -> None:
@@ -109,7 +129,7 @@ def write_rejects(target: Path, upstream: list[dict[str, Any]], parts: list[Path
     stage's own (duplicates) sorted by item."""
     own = _scan(parts, REJECT_SCHEMA).sort("item")
     frame = pl.concat([pl.LazyFrame(upstream, schema=REJECT_SCHEMA), own])
-    atomic_write_via(target / "rejects.parquet", lambda p: frame.sink_parquet(p))
+    write_parquet(target / "rejects.parquet", frame.sink_parquet)
 
 
 def _counts(index: pl.LazyFrame, column: str) -> dict[str, int]:

@@ -50,7 +50,7 @@ import polars as pl
 import zstandard
 
 from refrad_builder.anatomy.labels import in_published_map, schema
-from refrad_builder.engine.io import atomic_write_bytes, atomic_write_via, dumps
+from refrad_builder.engine.io import atomic_write_bytes, dumps
 from refrad_builder.engine.records import SCHEMA_VERSION
 from refrad_builder.imaging.png import decode_png
 from refrad_builder.publish.refrad2d.dicom_files import (
@@ -89,6 +89,7 @@ from refrad_builder.publish.refrad2d.rows import (
     report_row,
     report_snippets,
 )
+from refrad_builder.publish.shard_tables import write_parquet
 
 # --- files ---------------------------------------------------------------------------------
 
@@ -278,7 +279,7 @@ class _Exporter:
         """The reports Parquet, the segment/sampled/snippet indexes and the label map."""
         t, target = self.tables, self.target
         frame = pl.DataFrame(t.rows or None, schema=REPORTS_SCHEMA)
-        atomic_write_via(
+        write_parquet(
             target / REPORTS_FILE,
             lambda p: frame.write_parquet(p, compression="zstd", compression_level=ZSTD_LEVEL),
         )
