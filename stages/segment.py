@@ -79,7 +79,6 @@ class SegmentStage(Stage):
         super().__init__(ctx)
         self._index: precomputed.PrecomputedIndex | None = None
         self._totalseg: totalseg.TotalSegmentatorBackend | None = None
-        self._signature: str | None = None
 
     def _uses_precomputed(self) -> bool:
         return self.cfg.backend in ("auto", "precomputed") and bool(self.cfg.precomputed)
@@ -87,11 +86,7 @@ class SegmentStage(Stage):
     def plan(self) -> list[WorkItem]:
         """One item per volume; precomputed files (or TotalSegmentator's version and weight
         files) enter the input fingerprint."""
-        if self._signature is None:  # once per stage object: a streaming worker plans per series
-            self._signature = (
-                _folder_signature(self.cfg.precomputed) if self._uses_precomputed() else ""
-            )
-        extra = self._signature
+        extra = _folder_signature(self.cfg.precomputed) if self._uses_precomputed() else ""
         by_modality: dict[str, str] = {}
         items = []
         for _item_id, fingerprint, records in self.ctx.upstream("volume"):
