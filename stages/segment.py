@@ -34,6 +34,7 @@ from refrad_builder.engine.records import SegmentRecord, VolumeRecord
 from refrad_builder.engine.stage import Drop, Resources, Stage, WorkItem
 from refrad_builder.imaging import classical, precomputed, totalseg
 from refrad_builder.imaging.nifti import is_nifti, read_geometry, read_nifti, write_nifti
+from refrad_builder.imaging.slicing import label_areas
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +244,9 @@ class SegmentStage(Stage):
         device: str = "cpu",
     ) -> SegmentRecord:
         target = self.out_dir / "blobs" / f"{vol.series_id}.nii.gz"
-        write_nifti(target, labels.astype(np.uint8, copy=False), affine)
-        present = np.nonzero(np.bincount(labels.ravel(), minlength=1))[0]
+        labels = labels.astype(np.uint8, copy=False)
+        write_nifti(target, labels, affine)
+        present = np.flatnonzero(label_areas(labels).sum(axis=0))
         return SegmentRecord(
             series_id=vol.series_id,
             labels_nifti=target.relative_to(self.ctx.work).as_posix(),

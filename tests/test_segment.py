@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 from volume_items import volume_item
 
 from refrad_builder.anatomy.labels import schema
@@ -260,3 +261,25 @@ def test_plan_fingerprint_tracks_precomputed_files(tmp_path: Path):
     assert second[0].input_fingerprint != first[0].input_fingerprint
     classical_only = SegmentStage(_ctx(tmp_path, backend="classical"))
     assert classical_only.plan()[0].input_fingerprint == digest  # the volume's output hash
+
+
+def test_classical_labels_fall_back_to_wide_ints_and_count_like_bincount():
+    """Components are stored as uint16 when they fit; beyond 65,535 scipy's int32 is used,
+    and the slab-wise counts and lookups equal numpy's whole-volume answers."""
+    rng = np.random.default_rng(3)
+    few = rng.random((70, 40, 9)) > 0.7
+    many = np.zeros((300, 300, 6), bool)
+    many[::2, ::2, ::2] = True  # 135,000 isolated voxels
+    for mask, dtype in ((few, np.uint16), (many, np.int32)):
+        labels, n = classical._label(mask)
+        assert labels.dtype == dtype
+        reference, n_ref = ndimage.label(mask, structure=classical._STRUCT_3D)
+        assert n == n_ref and np.array_equal(labels, reference)
+        sizes = classical._label_sizes(labels, n)
+        assert np.array_equal(sizes, np.bincount(reference.ravel(), minlength=n + 1))
+        values = rng.normal(size=mask.shape)
+        below = classical._label_sizes(labels, n, below=(values, 0.0))
+        expected = np.bincount(reference[values < 0.0], minlength=n + 1)
+        assert np.array_equal(below, expected)
+        keep = sizes > 2
+        assert np.array_equal(classical._keep_labels(labels, keep), keep[reference])

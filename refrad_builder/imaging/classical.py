@@ -30,22 +30,58 @@ TRACHEA_MAX_AREA_MM2 = 600.0
 TRACHEA_MIDLINE_MM = 15.0
 
 _STRUCT_3D = ndimage.generate_binary_structure(3, 1)
+# Rows of a label volume handled at once by the counting and lookup helpers: numpy turns
+# uint16/int32 labels into 8-byte indices for bincount and fancy indexing, which on a whole
+# 512x512x800 volume would be a 1.7 GB temporary.
+_SLAB_ROWS = 32
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """3D connected components, stored as uint16 when they fit (half of int32's memory)."""
+    labels = np.empty(mask.shape, dtype=np.uint16)
+    try:
+        n = ndimage.label(mask, structure=_STRUCT_3D, output=labels)
+    except RuntimeError:  # more than 65,535 components: scipy refuses the narrow type
+        labels, n = ndimage.label(mask, structure=_STRUCT_3D)
+    return labels, int(n)
+
+
+def _label_sizes(
+    labels: np.ndarray, n: int, below: tuple[np.ndarray, float] | None = None
+) -> np.ndarray:
+    """Voxels per label 0..n, counted slab by slab; with ``below=(values, limit)`` only the
+    voxels whose value is under the limit."""
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    for i in range(0, labels.shape[0], _SLAB_ROWS):
+        part = labels[i : i + _SLAB_ROWS]
+        if below is not None:
+            part = part[below[0][i : i + _SLAB_ROWS] < below[1]]
+        sizes += np.bincount(part.ravel(), minlength=n + 1)
+    return sizes
+
+
+def _keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Boolean mask of the voxels whose label is kept (``keep[labels]``, slab by slab)."""
+    out = np.empty(labels.shape, dtype=bool)
+    for i in range(0, labels.shape[0], _SLAB_ROWS):
+        out[i : i + _SLAB_ROWS] = keep[labels[i : i + _SLAB_ROWS]]
+    return out
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask, structure=_STRUCT_3D)
+    labels, n = _label(mask)
     if n == 0:
         return mask.copy()
-    sizes = np.bincount(labels.ravel())
+    sizes = _label_sizes(labels, n)
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
 
 
 def _fill_holes_axial(mask: np.ndarray) -> np.ndarray:
-    out = np.empty_like(mask)
+    """Fill holes slice by slice, in place (returns ``mask``)."""
     for k in range(mask.shape[2]):
-        out[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
-    return out
+        mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
+    return mask
 
 
 def body_mask(hu: np.ndarray) -> np.ndarray:
@@ -87,18 +123,21 @@ def lung_masks(
     """
     sx, sy, sz = voxel_spacing(affine)
     voxel_ml = sx * sy * sz / 1000.0
-    air = (hu < AIR_HU) & body & ~_outside_air(hu < AIR_HU)
-    labels, n = ndimage.label(air, structure=_STRUCT_3D)
+    air = hu < AIR_HU
+    inside = np.logical_not(_outside_air(air))
+    air &= body
+    air &= inside
+    del inside
+    labels, n = _label(air)
     del air
     empty = np.zeros(hu.shape, dtype=bool)
     if n == 0:
         return empty, empty.copy()
-    sizes = np.bincount(labels.ravel())
+    sizes = _label_sizes(labels, n)
     sizes[0] = 0
     # Lung parenchyma (about -850 HU, with vessels) is denser than gas in the bowel (about
     # -1000 HU); the share of voxels under -950 HU tells them apart, unless emphysema is severe.
-    # Counted over the very low voxels only: a weights array would be 8 bytes per voxel.
-    very_low = np.bincount(labels[hu < GAS_HU], minlength=n + 1)
+    very_low = _label_sizes(labels, n, below=(hu, GAS_HU))
     ids = [
         c
         for c in range(1, n + 1)
@@ -109,13 +148,14 @@ def lung_masks(
     largest = max(sizes[c] for c in ids)
     keep = np.zeros(n + 1, dtype=bool)
     keep[[c for c in ids if sizes[c] >= 0.1 * largest]] = True
-    lung = keep[labels]
+    lung = _keep_labels(labels, keep)
     del labels
     mid = _midline(body)
     lung = _drop_airways(lung, mid, sx, sy)
     left, right = _split_sides(lung, mid)
     left = _fill_holes_axial(left)
-    right = _fill_holes_axial(right) & ~left
+    right = _fill_holes_axial(right)
+    right &= ~left
     return left, right
 
 
@@ -176,17 +216,21 @@ def bone_mask(hu: np.ndarray, body: np.ndarray, affine: np.ndarray) -> np.ndarra
     (closed in-plane over 5 mm gaps, then filled); specks under 0.2 mL removed."""
     sx, sy, sz = voxel_spacing(affine)
     voxel_ml = sx * sy * sz / 1000.0
-    dense = (hu > BONE_HU) & body
+    dense = hu > BONE_HU
+    dense &= body
     steps = max(1, int(round(BONE_CLOSING_MM / max(min(sx, sy), 1e-3))))
-    closed = ndimage.binary_closing(dense, structure=np.ones((3, 3, 1), bool), iterations=steps)
-    bone = _fill_holes_axial(closed | dense) & body
-    labels, n = ndimage.label(bone, structure=_STRUCT_3D)
+    bone = ndimage.binary_closing(dense, structure=np.ones((3, 3, 1), bool), iterations=steps)
+    bone |= dense
+    del dense
+    bone = _fill_holes_axial(bone)
+    bone &= body
+    labels, n = _label(bone)
     if n == 0:
         return bone
-    sizes = np.bincount(labels.ravel()) * voxel_ml
-    keep = sizes >= MIN_BONE_ML
+    del bone
+    keep = _label_sizes(labels, n) * voxel_ml >= MIN_BONE_ML
     keep[0] = False
-    return keep[labels]
+    return _keep_labels(labels, keep)
 
 
 def segment_ct(hu: np.ndarray, affine: np.ndarray) -> np.ndarray:
