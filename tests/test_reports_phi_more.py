@@ -1,0 +1,141 @@
+"""Issue 14 (phi, second round): institution, address, telephone, identifier, date, name and
+age forms on invented sentences in both languages (not taken from the eval corpora). Each case
+names the PHI that must go and a clinical word in the same text that must stay."""
+
+from __future__ import annotations
+
+import pytest
+
+from refrad_builder.reports.scrub import scrub
+
+
+def _covered(text: str, lang: str) -> set[int]:
+    covered: set[int] = set()
+    for s, e, _ in scrub(text, lang=lang).spans:
+        covered.update(range(s, e))
+    return covered
+
+
+def _check(text: str, lang: str, gone: str, kept: str) -> None:
+    covered = _covered(text, lang)
+    start = text.index(gone)
+    missed = [
+        c
+        for i, c in zip(range(start, start + len(gone)), text[start:], strict=False)
+        if c.isalnum() and i not in covered
+    ]
+    assert not missed, f"{gone!r} not fully removed from {scrub(text, lang=lang).text!r}"
+    k = text.index(kept)
+    assert not covered & set(range(k, k + len(kept))), f"{kept!r} lost"
+
+
+INSTITUTIONS = [
+    # article inside a German hospital name
+    (
+        "Zuweisung aus dem Klinikum links der Weser-Nord, Thoraxschmerz.",
+        "de",
+        "Klinikum links der Weser-Nord",
+        "Thoraxschmerz",
+    ),
+    (
+        "Vorbefund vom Krankenhaus Rechts der Ahr, Pleuraerguss links.",
+        "de",
+        "Krankenhaus Rechts der Ahr",
+        "Pleuraerguss",
+    ),
+    # a practice "& Kollegen" and a practice named after its doctors
+    (
+        "Fremdaufnahmen der Radiologischen Praxis Dr. Wendelin & Kollegen, Leberzyste.",
+        "de",
+        "Radiologischen Praxis Dr. Wendelin & Kollegen",
+        "Leberzyste",
+    ),
+    (
+        "Gemeinschaftspraxis Dres. Lammers, Okafor & Partner\nMRT Knie: Meniskusriss.",
+        "de",
+        "Dres. Lammers, Okafor & Partner",
+        "Meniskusriss",
+    ),
+    # a department before its hospital, joined by a dash
+    (
+        "Klinik für Neuroradiologie – Landesklinikum Oberwart\nCT Schädel: keine Blutung.",
+        "de",
+        "Klinik für Neuroradiologie – Landesklinikum Oberwart",
+        "Blutung",
+    ),
+    # a specialty practice named by its place
+    (
+        "Überweisung: Orthopädie am Stadttor, Gonarthrose rechts.",
+        "de",
+        "Orthopädie am Stadttor",
+        "Gonarthrose",
+    ),
+    # hyphenated English names, "Open MRI of", "Health Sciences Centre", "at Our Lady of ..."
+    (
+        "Prior study at Kilbride-Moran Private Clinic showed a renal cyst.",
+        "en",
+        "Kilbride-Moran Private Clinic",
+        "renal cyst",
+    ),
+    (
+        "St. Brendan-Hale Children's Hospital\nFindings: splenic laceration.",
+        "en",
+        "St. Brendan-Hale Children's Hospital",
+        "splenic laceration",
+    ),
+    (
+        "Outside MRI from Canyon Open MRI of Prescott: meniscal tear.",
+        "en",
+        "Canyon Open MRI of Prescott",
+        "meniscal tear",
+    ),
+    (
+        "Moncton Bayside Health Sciences Centre - Diagnostic Imaging\nFindings: no pneumothorax.",
+        "en",
+        "Moncton Bayside Health Sciences Centre",
+        "pneumothorax",
+    ),
+    (
+        "Delta Liver Institute at Our Lady of the Lakes\nFindings: cirrhosis.",
+        "en",
+        "Delta Liver Institute at Our Lady of the Lakes",
+        "cirrhosis",
+    ),
+    # generic words that open a name belong to it
+    (
+        "University of Lakeport Health - Neuroradiology\nNo acute infarct.",
+        "en",
+        "University of Lakeport Health",
+        "infarct",
+    ),
+    (
+        "Location: Children's Hospital of Marlow, ED. Appendix normal.",
+        "en",
+        "Children's Hospital of Marlow",
+        "Appendix",
+    ),
+    (
+        "Stonebridge Lung & Imaging Center\nSolitary pulmonary nodule.",
+        "en",
+        "Stonebridge Lung & Imaging Center",
+        "pulmonary nodule",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), INSTITUTIONS)
+def test_institution_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("Kardiologie am Vormittag konsiliarisch gesehen, Perikarderguss.", "de"),
+        ("Radiologie im Befund unauffällig.", "de"),
+        ("Trauma Center activation; CT head normal.", "en"),
+        ("Children's Hospital protocol used; no fracture.", "en"),
+    ],
+)
+def test_generic_institution_words_alone_stay(text, lang):
+    assert not scrub(text, lang=lang).spans
