@@ -139,3 +139,69 @@ def test_institution_forms(text, lang, gone, kept):
 )
 def test_generic_institution_words_alone_stay(text, lang):
     assert not scrub(text, lang=lang).spans
+
+
+NUMBERS_AND_PLACES = [
+    # telephone forms: "Ph" label, dotted with "ext", local number with "x", dash extension
+    (
+        "Northside Imaging | Ph 08 9381 4402 | Fax 08 9381 4403\nNo fracture.",
+        "en",
+        "08 9381 4402",
+        "fracture",
+    ),
+    (
+        "Referrer contact: 250.555.0187 ext 2231. Small pleural effusion.",
+        "en",
+        "250.555.0187 ext 2231",
+        "pleural effusion",
+    ),
+    (
+        "Callback 555-0143 x12 for critical result: pneumothorax.",
+        "en",
+        "555-0143 x12",
+        "pneumothorax",
+    ),
+    ("Tel. 0341 / 97 17 40-0 · Fax -25\nKein Erguss.", "de", "-25", "Erguss"),
+    # labelled identifiers with spaced digit groups
+    ("Provider ABN 51 824 753 556. Liver normal.", "en", "51 824 753 556", "Liver"),
+    ("Pt: FIELDING, Ross  PHN 9123 456 789  Spleen normal.", "en", "9123 456 789", "Spleen"),
+    # addresses: shop/unit with slash, Austrian door numbers and postcode, street without dot
+    (
+        "Referrer: Dr Ong, Shop 2/45 Wattle St, Burleigh Heads QLD 4220\nKnee MRI.",
+        "en",
+        "Shop 2/45 Wattle St, Burleigh Heads QLD 4220",
+        "Knee",
+    ),
+    (
+        "Mariahilfer Straße 120/3/12, 1070 Wien – Tel. 01/523 11 22\nLeber unauffällig.",
+        "de",
+        "Mariahilfer Straße 120/3/12, 1070 Wien",
+        "Leber",
+    ),
+    ("Zuweiser Dr Roth Bergstr 7 Marburg\nklinik: Lumbago", "de", "Bergstr 7 Marburg", "Lumbago"),
+    (
+        "Outside hospital: Riverbend Medical Center, Missoula, MT   Outside CT reviewed.",
+        "en",
+        "Missoula, MT",
+        "CT",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), NUMBERS_AND_PLACES)
+def test_number_and_address_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("Arterial blood gas: pH 7.31, pCO2 52 mmHg.", "en"),
+        ("BGA: Ph 7,38, Laktat 2,1 mmol/l.", "de"),
+        ("Matrix 512 x 512, slice 1.25 mm, ext 4 cm beyond the capsule.", "en"),
+        ("Carcinoma extends 12 mm into the fat, stage T3, MD review requested.", "en"),
+        ("Spinalkanalstenose L4/5, Wirbelkörper 3/4 der Höhe erhalten.", "de"),
+    ],
+)
+def test_clinical_numbers_stay(text, lang):
+    assert not scrub(text, lang=lang).spans
