@@ -205,3 +205,55 @@ def test_number_and_address_forms(text, lang, gone, kept):
 )
 def test_clinical_numbers_stay(text, lang):
     assert not scrub(text, lang=lang).spans
+
+
+DATES = [
+    (
+        "Sitzung vom Mi., 12.02.2025, Fall 3: Lebermetastasen.",
+        "de",
+        "Mi., 12.02.2025",
+        "Lebermetastasen",
+    ),
+    (
+        "CT LWS nativ, Fr, 7.3.25, 09:10 Uhr: Spondylolisthese.",
+        "de",
+        "Fr, 7.3.25",
+        "Spondylolisthese",
+    ),
+    ("Rückenschmerzen seit Ende Oktober, Parästhesien.", "de", "Ende Oktober", "Parästhesien"),
+    (
+        "Result discussed with the surgeon on March 9. Appendicitis.",
+        "en",
+        "March 9",
+        "Appendicitis",
+    ),
+    (
+        "Fell on New Year's Eve; CT shows a distal radius fracture.",
+        "en",
+        "New Year's Eve",
+        "radius fracture",
+    ),
+    (
+        "Sturz am Heiligabend, Schenkelhalsfraktur rechts.",
+        "de",
+        "Heiligabend",
+        "Schenkelhalsfraktur",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), DATES)
+def test_date_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("So weit unauffällig. Da keine Blutung, Kontrolle.", "de"),
+        ("Lesion measures 14 mm on series 3, March protocol.", "en"),
+        ("Christmas tree pattern of the bladder wall.", "en"),
+    ],
+)
+def test_date_like_words_stay(text, lang):
+    assert not scrub(text, lang=lang).spans
