@@ -257,3 +257,94 @@ def test_date_forms(text, lang, gone, kept):
 )
 def test_date_like_words_stay(text, lang):
     assert not scrub(text, lang=lang).spans
+
+
+NAMES = [
+    # Last, First after a patient label, the surname a clinical word
+    (
+        "Name: LEBER, Annegret   geb.: 3.5.61\nCT Abdomen: Cholezystolithiasis.",
+        "de",
+        "LEBER, Annegret",
+        "Cholezystolithiasis",
+    ),
+    # nicknames in quotes
+    (
+        'Patient: Frederick "Freddie" Harrowgate  (52M)\nHepatic steatosis.',
+        "en",
+        'Frederick "Freddie" Harrowgate',
+        "steatosis",
+    ),
+    (
+        'Patient: OSTRANDER, MARGARET "PEG" L.     MRN 55102\nNo embolus.',
+        "en",
+        'OSTRANDER, MARGARET "PEG" L.',
+        "embolus",
+    ),
+    # a name right before its record number or birth date
+    (
+        "CT neck (Olivia Hartwell, MRN 8812044): tonsillar abscess.",
+        "en",
+        "Olivia Hartwell",
+        "tonsillar abscess",
+    ),
+    (
+        "Befund zu Auftrag 44190 (Tran Van Minh, * 4.9.1977)\nLeberhämangiom.",
+        "de",
+        "Tran Van Minh",
+        "Leberhämangiom",
+    ),
+    # lower-case name after a patient label in dictation
+    (
+        "MRT LWS Pat stefanie brückner geb 2.2.80 bandscheibenvorfall L5/S1",
+        "de",
+        "stefanie brückner",
+        "bandscheibenvorfall",
+    ),
+    # a header line of SURNAME, FIRSTNAME alone
+    (
+        "HARBOR VIEW MEDICAL CENTER\nQUILLFEATHER, ROSAMUND\n00881234   03/02/1949\nCT CHEST",
+        "en",
+        "QUILLFEATHER, ROSAMUND",
+        "CT CHEST",
+    ),
+    # SURNAME Given with a listed surname
+    (
+        "URN 5518820  TRAN Thi Lan  64Y F\nExam: MRI lumbar spine",
+        "en",
+        "TRAN Thi Lan",
+        "lumbar spine",
+    ),
+    # an unidentified patient's alias
+    (
+        "Patient: UNKNOWN, MALE 2231   Trauma No. T-88\nNo acute fracture.",
+        "en",
+        "UNKNOWN, MALE 2231",
+        "fracture",
+    ),
+    # inner capitals after a short prefix
+    (
+        "Renal cyst, Bosniak II.\n\nMarcel DeSantis, MD — Body Imaging",
+        "en",
+        "Marcel DeSantis",
+        "Renal cyst",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), NAMES)
+def test_name_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("Known Barrett's oesophagus, distal wall thickening.", "en"),
+        ("LUNGS, PLEURA\nNo effusion.", "en"),
+        ('Typical "Bamboo" Spine appearance, ankylosis.', "en"),
+        ("Name: NIERE, Zyste links.", "de"),
+        ("Pat. LEBER, Segment VII unauffällig.", "de"),
+    ],
+)
+def test_name_like_clinical_text_stays(text, lang):
+    assert not scrub(text, lang=lang).spans
