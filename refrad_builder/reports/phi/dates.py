@@ -142,6 +142,14 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         ),
         "month_d",
     ),
+    # a US month/day without a year after a date word, closing its clause: "tumor board 3/18."
+    (
+        regex.compile(
+            r"(?<=(?i:\b(?:on|dated|board|conference|since|until|discussed))[ \t]+)"
+            r"(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01])(?=[ \t]*(?:[.,;)]|$|at\b|\d{1,2}:\d{2}))"
+        ),
+        "m_d",
+    ),
 ]
 # German-only partial dates; in English text "3.2019" or "1.2." are more likely numbers.
 _DATE_PATTERNS_DE: list[tuple[re.Pattern[str], str]] = [

@@ -172,18 +172,24 @@ _DE_DEPARTMENT_OF = (
     rf"(?:[{_UP}][{_LOW}]*(?:klinik(?:um|en)?|krankenhaus|spital|hospital)|{_DE_INST_HEAD})(?![\w]))"
 )
 # a specialty practice named by its place, as a field of its own (not in a sentence: "Kardiologie
-# am Vormittag gesehen"): "Zuweiser: Kardiologie am Marktplatz", "Orthopädie an der Mühle, Dr. X"
+# am Vormittag gesehen"): "Zuweiser: Kardiologie am Marktplatz", "Unfallchirurgie Lindenhof, Dr. X"
 _DE_SPECIALTY_AT = (
     rf"(?<![\w-])[{_UP}][{_LOW}]+(?:ologie|medizin|chirurgie|pädie|iatrie)[ \t]+"
-    rf"(?:am|im|an[ \t]der|auf[ \t]der|beim|zum|zur)[ \t]+[{_UP}][\wäöüß-]+(?![\w])"
+    rf"(?P<prep>(?:am|im|an[ \t]der|auf[ \t]der|beim|zum|zur)[ \t]+)?[{_UP}][\wäöüß-]+(?![\w])"
     r"(?=[ \t]*(?:$|[,;)|·]))"
 )
 
 
 def _place_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int, int] | None:
     """Veto "Radiologie im Befund"-like phrases: the place must be no report vocabulary."""
+    from refrad_builder.reports.phi.gazetteer import zipf_max
+
     place = text[s:e].split()[-1]
-    return None if place in _NOT_NAME or _generic(place) and place != "Zentrum" else (s, e)
+    if place in _NOT_NAME or _generic(place) and place != "Zentrum":
+        return None
+    # without a preposition the name must be no everyday word ("Unfallchirurgie Lindenhof",
+    # not "Kardiologie Station")
+    return (s, e) if m.group("prep") or zipf_max(place) < 3.0 else None
 
 
 _INST_RULES_DE += [
