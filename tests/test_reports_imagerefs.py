@@ -54,3 +54,70 @@ def test_duplicates_collapse():
 )
 def test_issue14_reference_forms(text, want):
     assert [(r.series, r.image) for r in image_refs(text)] == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # image before series with only a space between
+        ("Subdurales Hämatom rechts frontal (Bild 63 Serie 2).", [(2, 63)]),
+        ("Dense basilar artery (image 41 series 5).", [(5, 41)]),
+        # bare series/image pair in parentheses
+        ("Aktive Blutung am Milzhilus (6/118).", [(6, 118)]),
+        # image N of a stack of M
+        ("Meniscal tear of the posterior horn (sagittal PD image 19/30).", [(-1, 19)]),
+        ("Fissur der Patella (axiale PD Bild 12/24).", [(-1, 12)]),
+        # a reconstruction plane before series:image
+        ("Transition point (series 2, image 88 / coronal 602:51).", [(2, 88), (602, 51)]),
+        # four-digit series in a table cell
+        ("| 2 | VIII | 1.9 cm | 1203/57 | LR-4 |", [(1203, 57)]),
+    ],
+)
+def test_more_reference_forms(text, want):
+    assert [(r.series, r.image) for r in image_refs(text)] == want
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DWI (b 50/800), T2 axial.",
+        "Voraufnahme (03/2024) zum Vergleich.",
+        "| 1 | Oberlappen | 07/2025 | stabil |",
+        "Befund telefonisch um 14:30 übermittelt (coronal 14:30).",
+        "Kontrastmittel verdünnt (1/100).",
+        "Neuroforamenstenose (L5/S1) und (C5/6).",
+        "Rückruf unter (0761/27012).",
+    ],
+)
+def test_more_non_references(text):
+    assert image_refs(text) == []
+
+
+def test_table_image_column_refs_reach_the_row_sentence():
+    from refrad_builder.reports.analyze import parse_report
+
+    text = (
+        "Befund:\n"
+        "| Nr. | Lokalisation | Bild | Größe |\n"
+        "| 1 | Segment VI | 57 | 12 mm |\n"
+        "| 2 | Segment II | 103 | 8 mm |\n"
+        "Keine weiteren Herde.\n"
+    )
+    _, _, _, sentences, _ = parse_report(text, "de")
+    rows = {s.text.split("|")[1].strip(): s.image_refs for s in sentences if "|" in s.text}
+    assert rows["1"] == [ImageRef(series=ANY_SERIES, image=57)]
+    assert rows["2"] == [ImageRef(series=ANY_SERIES, image=103)]
+    assert all(not s.image_refs for s in sentences if "|" not in s.text)
+
+
+def test_table_pair_column_and_non_image_columns():
+    from refrad_builder.reports.imagerefs import table_column_refs
+
+    text = (
+        "| Obs | Size | Se/Bi | Phase |\n"
+        "| --- | --- | --- | --- |\n"
+        "| 1 | 22 | 7:45 | arterial |\n"
+        "Next line is prose with 12 and 44.\n"
+        "| 2 | 31 | 9 |\n"
+    )
+    assert [(r.series, r.image) for r, _ in table_column_refs(text)] == [(7, 45)]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from refrad_builder.engine.records import ReportRecord, Sentence
-from refrad_builder.reports.imagerefs import image_refs
+from refrad_builder.reports.imagerefs import image_refs, refs_in_span, table_column_refs
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions
 from refrad_builder.reports.scrub import ScrubOptions, known_phi_hashes, scrub_known
@@ -47,15 +47,19 @@ def parse_report(
         scrub_options = scrub_options(language)
     scrubbed, counts = scrub_known(text, known_phi, secret, language, scrub_options)
     sections = split_sections(scrubbed)
+    table_refs = table_column_refs(scrubbed)
     sentences: list[Sentence] = []
     for section in sections:
+        raw = scrubbed[section.start : section.end]
+        base = section.start + len(raw) - len(raw.lstrip())
         for span in split_sentences(section.text):
+            in_table = refs_in_span(table_refs, base + span.start, base + span.end)
             sentences.append(
                 Sentence(
                     text=span.text,
                     section=section.name,
                     mentions=find_mentions(span.text, language),
-                    image_refs=image_refs(span.text),
+                    image_refs=image_refs(span.text, in_table),
                     temporal=is_temporal(span.text),
                 )
             )

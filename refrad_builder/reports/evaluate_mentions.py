@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from refrad_builder.anatomy.labels import schema
-from refrad_builder.reports.imagerefs import image_refs
+from refrad_builder.reports.imagerefs import image_refs, refs_in_span, table_column_refs
 from refrad_builder.reports.language import detect_language
 from refrad_builder.reports.mentions import find_mentions
 from refrad_builder.reports.sections import SECTION_NAMES, split_sections
@@ -160,6 +160,7 @@ def validate_corpus(reports: list[dict[str, Any]]) -> list[str]:
 def predict(text: str, lang: str) -> list[Predicted]:
     """The rules' sentences of one (already de-identified) report text, in text order."""
     out: list[Predicted] = []
+    table_refs = table_column_refs(text)
     for section in split_sections(text):
         raw = text[section.start : section.end]
         base = section.start + len(raw) - len(raw.lstrip())
@@ -174,7 +175,13 @@ def predict(text: str, lang: str) -> list[Predicted]:
                     text=span.text,
                     section=section.name,
                     mentions=found,
-                    image_refs={(r.series, r.image) for r in image_refs(span.text)},
+                    image_refs={
+                        (r.series, r.image)
+                        for r in image_refs(
+                            span.text,
+                            refs_in_span(table_refs, base + span.start, base + span.end),
+                        )
+                    },
                     temporal=is_temporal(span.text),
                 )
             )

@@ -55,6 +55,7 @@ from refrad_builder.reports.phi.institutions import (
     GENERIC_INST_FOLDED,
     GENERIC_INST_WORDS,
 )
+from refrad_builder.reports.phi.name_fields import FIELD_NAME_RULES
 from refrad_builder.reports.phi.name_forms import NameFormRecognizer
 from refrad_builder.reports.phi.names import _NAME_RULES, is_not_name
 from refrad_builder.reports.phi.partial import CLINIC_RULES, PARTIAL_DATE_RULES, YEAR_ID_RULES
@@ -125,6 +126,7 @@ class BlankSpacyNlpEngine(SpacyNlpEngine):
 def _recognizers(language: str) -> list[EntityRecognizer]:
     return [
         GroupPatternRecognizer("NAME", language, _NAME_RULES),
+        GroupPatternRecognizer("NAME", language, FIELD_NAME_RULES, name=f"name_fields_{language}"),
         FirstNameRecognizer(language),
         NameFormRecognizer(language),
         ZoneRecognizer(language),

@@ -8,7 +8,7 @@ from refrad_builder.reports.phi.base import _LOW, _UP, Rule
 from refrad_builder.reports.phi.names import is_not_name
 
 _DE_STREET_SUFFIX = (
-    r"(?:straße|strasse|str\.|Straße|Strasse|Str\.|weg|Weg|gasse|Gasse|allee|Allee|platz|Platz|"
+    r"(?:straße|strasse|str\.|Straße|Strasse|Str\.|str(?=[ \t]+\d)|Str(?=[ \t]+\d)|weg|Weg|gasse|Gasse|allee|Allee|platz|Platz|"
     r"damm|Damm|ufer|Ufer|chaussee|Chaussee|steig|Steig|pfad|Pfad|ring|Ring)"
 )
 _EN_STREET_SUFFIX = (
@@ -23,7 +23,12 @@ _EN_SUFFIX_ANY = (
     r"Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent|Square|Sq\.?|Parkway|Pkwy\.?|Highway|"
     r"Hwy\.?|Row|Gardens|Grove|Walk|Mews|Yard|Wynd|Rise|Parade|Green|Hill|View|Gate|Heights)"
 )
-_HOUSE_NO = r"\d{1,4}(?:[ \t]?[a-z])?(?:[-/]\d{1,4}[a-z]?)?"
+# 12, 12a, 12-14, and Austrian staircase/door numbers "88/2/4"
+_HOUSE_NO = r"\d{1,4}(?:[ \t]?[a-z])?(?:[-/]\d{1,4}[a-z]?){0,3}"
+_US_STATES = (
+    r"(?:AL|AK|AZ|CA|CO|FL|GA|IA|IL|KS|KY|MI|MN|MO|MT|NC|ND|NE|NH|NJ|NM|NV|NY|OH|RI|SC|TN|TX|UT|"
+    r"VT|WA|WI|WV|WY)"
+)
 _AU_STATES = r"(?:QLD|NSW|VIC|SA|WA|TAS|NT|ACT)"
 
 
@@ -50,6 +55,14 @@ _ADDR_RULES = [
         0.75,
         adjust=lambda t, s, e, m: None if re.match(r"(?:\w+-)?Ring[ \t]", t[s:e]) else (s, e),
     ),
+    # the city right after a street and house number, without a postcode: "Bergstr 7 Marburg"
+    Rule(
+        "de_street_city",
+        rf"(?<![\w-])(?:[{_UP}][\w-]*?)?{_DE_STREET_SUFFIX}[ \t]+{_HOUSE_NO},?[ \t]+"
+        rf"(?P<phi>{_CITY_PREFIX}{_CITY})(?=[ \t]*(?:$|[,;|·–—]))",
+        0.7,
+        adjust=_not_common,
+    ),
     # Am Mühlbach 12a, An der Kirche 3 (only as a standalone address phrase)
     Rule(
         "de_street_prep",
@@ -75,7 +88,8 @@ _ADDR_RULES = [
     # 3105 N Division St, 2200 E 71ST ST, Level 2, 310 Old Cleveland Rd
     Rule(
         "en_street_any",
-        r"(?<![\w.,])(?:(?:Flat|Apt\.?|Apartment|Unit|Level|Suite)[ \t]+\d+[A-Z]?,?[ \t]+)?"
+        r"(?<![\w.,])(?:(?:Flat|Apt\.?|Apartment|Unit|Level|Suite|Shop|Office)[ \t]+"
+        r"(?:\d+[A-Z]?,?[ \t]+|(?=\d+[A-Z]?/\d)))?(?:\d{1,4}[A-Z]?/)?"
         r"\d{1,5}[A-Z]?[ \t]+(?!(?i:mm|cm|ml|mg|x|h|min|mgy|kv|mas|t)\b)(?:(?:[NSEW]|NE|NW|SE|SW)\.?[ \t]+)?"
         rf"(?:(?:[A-Z][a-z]+|[A-Z]{{2,}}|\d{{1,3}}(?i:st|nd|rd|th))[ \t]+){{1,3}}{_EN_SUFFIX_ANY}(?![\w])"
         r"(?:,?[ \t]+(?:Suite|Ste\.?|Apt\.?|Apartment|Unit|Floor)[ \t]*\#?\d+[A-Z]?)?",
@@ -92,7 +106,7 @@ _ADDR_RULES = [
     Rule(
         "street_before_postcode",
         rf"(?<![\w-])(?P<phi>[{_UP}][\wäöüß.-]+(?:[ \t][{_UP}][\wäöüß.-]*){{0,2}}[ \t]+{_HOUSE_NO})"
-        rf",[ \t]*(?:(?:D|A|CH)-)?\d{{4,5}}[ \t]+{_CITY_PREFIX}{_CITY}(?=[ \t]*(?:$|[,·|;(]))",
+        rf",[ \t]*(?:(?:D|A|CH)-)?\d{{4,5}}[ \t]+{_CITY_PREFIX}{_CITY}(?=[ \t]*(?:$|[,·|;(–—]))",
         0.7,
         adjust=_not_common,
     ),
@@ -100,7 +114,7 @@ _ADDR_RULES = [
     Rule(
         "at_ch_postcode_city",
         rf"(?:^|(?<=[,·|;][ \t]*))(?:(?:A|CH)-)?\d{{4}}[ \t]+{_CITY_PREFIX}{_CITY}"
-        r"(?=[ \t]*(?:$|[,·|;]))",
+        r"(?=[ \t]*(?:$|[,·|;–—]))",
         0.65,
         adjust=_not_common,
     ),
@@ -109,6 +123,12 @@ _ADDR_RULES = [
         "us_city_zip_any",
         rf"(?<![\w])(?:{_CITY_ANY}[ \t]){{0,2}}{_CITY_ANY},?[ \t]*[A-Z]{{2}}[ \t]+\d{{5}}(?:-\d{{4}})?(?![\w])",
         0.7,
+        adjust=_not_common,
+    ),
+    Rule(
+        "us_city_state",
+        rf"(?<![\w])(?:{_CITY}[ \t]){{0,2}}{_CITY},[ \t]*{_US_STATES}(?=[ \t]{{2,}}|[ \t]*(?:$|[,;|·)–—]))",
+        0.65,
         adjust=_not_common,
     ),
     # Coorparoo QLD 4151

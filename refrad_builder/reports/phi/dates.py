@@ -134,6 +134,22 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         ),
         "month",
     ),
+    # a month and a day without a year after a date word: "on June 14", "since March 3"
+    (
+        regex.compile(
+            r"(?<=(?i:\b(?:since|from|on|until|till|before|after|dated|by))[ \t]+)"
+            rf"({_MONTH_FULL})[ \t]+(\d{{1,2}})(?!\w|[.,:]\d|[ \t]*(?i:mm|cm|%))"
+        ),
+        "month_d",
+    ),
+    # a US month/day without a year after a date word, closing its clause: "tumor board 3/18."
+    (
+        regex.compile(
+            r"(?<=(?i:\b(?:on|dated|board|conference|since|until|discussed))[ \t]+)"
+            r"(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01])(?=[ \t]*(?:[.,;)]|$|at\b|\d{1,2}:\d{2}))"
+        ),
+        "m_d",
+    ),
 ]
 # German-only partial dates; in English text "3.2019" or "1.2." are more likely numbers.
 _DATE_PATTERNS_DE: list[tuple[re.Pattern[str], str]] = [
@@ -225,10 +241,14 @@ def find_dates(text: str, lang: str = "en") -> list[tuple[int, int, list[str]]]:
 
 
 _WEEKDAY_BEFORE = regex.compile(
-    r"(?i:montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|monday|tuesday|"
-    r"wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)"
+    r"(?:(?i:montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|monday|tuesday|"
+    r"wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)|"
+    # German two-letter weekdays, capitalised only ("Do., 06.03.", "Mo, 3.2."; not "so", "da")
+    r"Mo|Di|Mi|Do|Fr|Sa|So)"
     r"\.?,?[ \t]+(?:(?i:den|the)[ \t]+)?$"
 )
+# a vague day before a month ("Mitte Dezember", "Anfang März 2024", "late June")
+_VAGUE_BEFORE = regex.compile(r"(?i:Anfang|Mitte|Ende|early|mid|late)[ \t-]*$")
 
 
 class DateRecognizer(GroupPatternRecognizer):
@@ -270,6 +290,9 @@ class DateRecognizer(GroupPatternRecognizer):
         weekday written before it ("Dienstag, 5. März 2024")."""
         results = super().analyze(text, entities, nlp_artifacts, regex_flags)
         for s, e, _ in find_dates(text, self.supported_language):
+            vague = _VAGUE_BEFORE.search(text, max(0, s - 8), s)
+            if vague:
+                s = vague.start()
             weekday = _WEEKDAY_BEFORE.search(text, max(0, s - 24), s)
             if weekday:
                 s = weekday.start()

@@ -27,7 +27,9 @@ _ID_LABEL = (
     r"CHI(?:[ \t]+(?:no\.?|number))?|IHI|Passport(?:[ \t]+(?:no\.?|number))?|"
     r"Hosp\.?[ \t]*(?:No|Nr|number)\.?|Unit[ \t]+(?:no\.?|number)|Ref(?:erence)?(?:[ \t]+(?:no\.?|number))?|"
     r"(?:Our|Your|MDT)[ \t]+ref\.?|(?:Ihr|unser)[ \t]+Zeichen|Job(?:[ \t]+(?:no\.?|number|\#))?|"
-    r"Research[ \t]+ID|SVNR|Studienregister|Register(?:nummer)?|H&C[ \t]+No\.?)"
+    r"Research[ \t]+ID|SVNR|Studienregister|Register(?:nummer)?|H&C[ \t]+No\.?|"
+    # Australian business and Canadian personal health numbers, health card numbers
+    r"ABN|ACN|PHN|ULI|OHIP|Health[ \t]+card(?:[ \t]+(?:no\.?|number))?)"
     # any abbreviation with "-Nr." ("AHV-Nr.", "ITS-Nr.")
     r"|[A-ZÄÖÜ]{2,6}-Nr\.?)"
 )

@@ -29,8 +29,9 @@ _DE_INST = (
     rf"(?<![\w-])(?:(?i:St)\.?[ \t]*|(?i:Sankt)[ \t]+)?(?:[{_UP}][{_LOW}]+(?:ische[nrs]?|ches)[ \t]+)?"
     rf"(?:{_DE_INST_COMPOUND}|{_DE_INST_HEAD})"
     rf"(?:[ \t]+für[ \t]+[{_UP}][\wäöüß-]+)?"
-    rf"(?P<tail>(?:[ \t]+(?:(?:[Aa]m|[Ii]m|[Aa]n[ \t]der|[Aa]uf[ \t]der|in|St\.|Sankt|Dr\.)[ \t]*)?"
-    rf"[{_UP}][\wäöüß-]+){{1,3}})(?:[ \t]*&[ \t]*Partner(?:n|in|innen)?(?![\w]))?"
+    rf"(?P<tail>(?:[ \t]+(?:(?:[Aa]m|[Ii]m|[Aa]n[ \t]der|[Aa]uf[ \t]der|in|St\.|Sankt|Dr\.|der|des|"
+    rf"vom|zum|zur|[Rr]echts[ \t]+der|[Ll]inks[ \t]+der)[ \t]*)?[{_UP}][\wäöüß-]+){{1,3}})"
+    r"(?:[ \t]*(?:&|und)[ \t]*(?:Partner(?:n|in|innen)?|Kolleg(?:en|innen))(?![\w]))?"
 )
 _EN_INST_TAIL = (
     r"(?i:Hospital|Infirmary|Medical[ \t]+Cent(?:er|re)|Imaging[ \t]+(?:Cent(?:er|re)|Group|Services)|"
@@ -43,13 +44,16 @@ _EN_INST_TAIL = (
     r"(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Health[ \t]+Board|"
     r"Associates|Partners|Radiology|Teleradiology|Imaging|Physio(?:therapy)?|"
     r"(?:Treatment|Trauma|Diagnostic|Surgical|Rehabilitation)[ \t]+Cent(?:er|re)|Hospitals|"
-    r"Assisted[ \t]+Living|Health|General(?=[ \t]*(?:$|[,.;)])))"
+    r"Assisted[ \t]+Living|(?:Health|Medical)[ \t]+Sciences?[ \t]+Cent(?:er|re)|Open[ \t]+MRI|"
+    r"MRI[ \t]+Cent(?:er|re)|Diagnostics|Cent(?:er|re)|Health|General(?=[ \t]*(?:$|[,.;)])))"
 )
 # name words: Title case or capitals, "St." or "Saint" with a name, joined by "&", "and", "of"
-_EN_NAME_WORD = r"(?:(?:St\.?|Saint|ST\.?)[ \t]+[A-Z][A-Za-z]+(?:['’][sS])?|[A-Z][A-Za-z]+(?:['’][sS])?|[IVX]{1,3}(?=[ \t]))"
+_EN_WORD = r"[A-Z][A-Za-z]+(?:-[A-Z][A-Za-z]+)*(?:['’][sS])?"
+_EN_NAME_WORD = rf"(?:(?:St\.?|Saint|ST\.?)[ \t]+{_EN_WORD}|{_EN_WORD}|[IVX]{{1,3}}(?=[ \t]))"
 _EN_INST = (
     rf"(?<![\w])(?P<name>{_EN_NAME_WORD}(?:[ \t]+(?:(?:&|and|of)[ \t]+)?{_EN_NAME_WORD}){{0,4}}[ \t]+)"
-    rf"(?P<tail>{_EN_INST_TAIL})(?:[ \t]+of[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+)?)?(?![\w])"
+    rf"(?P<tail>{_EN_INST_TAIL})(?:[ \t]+(?:of|at)[ \t]+(?:the[ \t]+)?[A-Z][a-z]+"
+    r"(?:[ \t]+(?:of[ \t]+(?:the[ \t]+)?)?[A-Z][a-z]+){0,4})?(?![\w])"
 )
 GENERIC_INST_WORDS = phi_words("generic_institution")
 GENERIC_INST_FOLDED = frozenset(w.casefold() for w in GENERIC_INST_WORDS)
@@ -86,6 +90,14 @@ def _generic(word: str) -> bool:
     )
 
 
+# generic words that open an institution's name and belong to it ("University of Westbrook
+# Health", "Children's Hospital of Eastbrook"), unlike sentence words ("The", "Outside")
+_NAME_LEAD = frozenset(
+    "university children's childrens women's womens men's mens community regional memorial "
+    "general teaching public".split()
+)
+
+
 def _en_inst_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int, int] | None:
     if not m.group("tail")[:1].isupper():
         return None
@@ -95,7 +107,7 @@ def _en_inst_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int
     start = ns
     for w in words:
         if _generic(w) or w in ("St", "ST", "Saint", "and", "of"):
-            if w in ("St", "ST", "Saint"):
+            if w in ("St", "ST", "Saint") or w.casefold() in _NAME_LEAD:
                 break
             start = text.index(w, start) + len(w)
             while start < ne and text[start] in " \t":
@@ -144,3 +156,44 @@ _INST_RULES_DE.append(
     Rule("de_institution_word", _DE_INST_WORD, 0.6, groups=(), adjust=_inst_word_adjust)
 )
 _INST_RULES_DE.append(Rule("de_saint_institution", _DE_SAINT_INST, 0.7, groups=()))
+
+# a practice named after its doctors: "Dres. Albers, Kühn & Partner", "Dres. med. Ott und Sahin"
+_NAME_TOKEN = rf"[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)*"
+_DE_DOCTORS_PRACTICE = (
+    rf"(?<![\w])Dres\.[ \t]*(?:med\.[ \t]*)?{_NAME_TOKEN}"
+    rf"(?:(?:[ \t]*,[ \t]*|[ \t]+und[ \t]+|[ \t]*&[ \t]*){_NAME_TOKEN}(?![\w]))*"
+    r"(?:(?:[ \t]*,[ \t]*|[ \t]+und[ \t]+|[ \t]*&[ \t]*)(?:Partner(?:n|in|innen)?|Kolleg(?:en|innen))"
+    r"(?![\w]))?"
+)
+# a department named before its hospital: "Institut für Radiologie – Landesklinikum Nord"
+_DE_DEPARTMENT_OF = (
+    rf"(?<![\w])(?:Institut|Klinik|Abteilung|Zentrum|Sektion|Department)[ \t]+für[ \t]+"
+    rf"[{_UP}][\wäöüß-]+(?:[ \t]+(?:und|&)[ \t]+[{_UP}][\wäöüß-]+)?(?=[ \t]*[–—-][ \t]*"
+    rf"(?:[{_UP}][{_LOW}]*(?:klinik(?:um|en)?|krankenhaus|spital|hospital)|{_DE_INST_HEAD})(?![\w]))"
+)
+# a specialty practice named by its place, as a field of its own (not in a sentence: "Kardiologie
+# am Vormittag gesehen"): "Zuweiser: Kardiologie am Marktplatz", "Unfallchirurgie Lindenhof, Dr. X"
+_DE_SPECIALTY_AT = (
+    rf"(?<![\w-])[{_UP}][{_LOW}]+(?:ologie|medizin|chirurgie|pädie|iatrie)[ \t]+"
+    rf"(?P<prep>(?:am|im|an[ \t]der|auf[ \t]der|beim|zum|zur)[ \t]+)?[{_UP}][\wäöüß-]+(?![\w])"
+    r"(?=[ \t]*(?:$|[,;)|·]))"
+)
+
+
+def _place_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int, int] | None:
+    """Veto "Radiologie im Befund"-like phrases: the place must be no report vocabulary."""
+    from refrad_builder.reports.phi.gazetteer import zipf_max
+
+    place = text[s:e].split()[-1]
+    if place in _NOT_NAME or _generic(place) and place != "Zentrum":
+        return None
+    # without a preposition the name must be no everyday word ("Unfallchirurgie Lindenhof",
+    # not "Kardiologie Station")
+    return (s, e) if m.group("prep") or zipf_max(place) < 3.0 else None
+
+
+_INST_RULES_DE += [
+    Rule("de_doctors_practice", _DE_DOCTORS_PRACTICE, 0.7, groups=()),
+    Rule("de_department_of", _DE_DEPARTMENT_OF, 0.65, groups=()),
+    Rule("de_specialty_at", _DE_SPECIALTY_AT, 0.65, groups=(), adjust=_place_adjust),
+]

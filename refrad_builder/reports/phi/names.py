@@ -9,7 +9,10 @@ from refrad_builder.reports.phi.base import _LOW, _UP, Rule
 from refrad_builder.reports.phi.words import phi_words
 
 _INITIAL = rf"[{_UP}]\.(?:-[{_UP}]\.)?"
-_CAPWORD = rf"(?:Mc|Mac|O['’]|D['’])?[{_UP}][{_LOW}]+(?:[-'’][{_UP}]?[{_LOW}]+)*"
+# an inner capital after a short prefix belongs to the word ("LeBlanc", "DeVries", "DiNapoli")
+_CAPWORD = (
+    rf"(?:Mc|Mac|O['’]|D['’])?[{_UP}][{_LOW}]+(?:[{_UP}][{_LOW}]{{2,}})?(?:[-'’][{_UP}]?[{_LOW}]+)*"
+)
 _ALLCAPS = rf"(?:[{_UP}]['’])?[{_UP}]{{2,}}(?:[-'’][{_UP}]{{2,}})*"
 # Dutch, German, Romance, Irish ("Ó", "Ní", "Mac"), Welsh ("ap") name particles
 _PARTICLES = (

@@ -25,6 +25,22 @@ PARTIAL_DATE_RULES = [
         0.7,
     ),
 ]
+# a holiday is a date: "on Christmas Eve", "über Ostern", "am Heiligabend"
+_HOLIDAY = (
+    r"(?:Christmas(?:[ \t]+(?:Eve|Day))?|New[ \t]+Year['’]s(?:[ \t]+(?:Eve|Day))?|Boxing[ \t]+Day|"
+    r"Thanksgiving(?:[ \t]+Day)?|Easter(?:[ \t]+(?:Sunday|Monday))?|Good[ \t]+Friday|Halloween|"
+    r"Independence[ \t]+Day|Canada[ \t]+Day|Australia[ \t]+Day|St\.?[ \t]+Patrick['’]s[ \t]+Day|"
+    r"Heilig(?:er[ \t]+)?abend|Silvester|Neujahr|Ostern|Ostersonntag|Ostermontag|Karfreitag|"
+    r"Pfingsten|Pfingstmontag|Weihnachten|(?:1\.|2\.|ersten|zweiten)[ \t]+Weihnachtsfeiertag)"
+)
+PARTIAL_DATE_RULES.append(
+    Rule(
+        "holiday",
+        r"(?<=(?i:\b(?:on|at|over|since|before|after|until|am|an|zu|über|seit|vor|nach|bis))"
+        rf"[ \t]+(?:(?i:the)[ \t]+)?){_HOLIDAY}(?![\w])",
+        0.7,
+    )
+)
 YEAR_ID_RULES = [
     Rule(
         "year_number_id",

@@ -22,7 +22,7 @@ from refrad_builder.reports.phi.names import _PARTICLE, _PARTICLE_SET, is_not_na
 from refrad_builder.reports.phi.words import phi_words
 
 # a first name followed by surname words; each word capitalised or all capitals
-_CAP = rf"[{_UP}](?:[{_LOW}]+|[{_UP}]+)(?:[-'’][{_UP}][{_LOW}{_UP}]+)*"
+_CAP = rf"[{_UP}](?:[{_LOW}]+(?:[{_UP}][{_LOW}]{{2,}})?|[{_UP}]+)(?:[-'’][{_UP}][{_LOW}{_UP}]+)*"
 _CANDIDATE = regex.compile(
     rf"(?<![\w.'’-])(?P<first>{_CAP})(?P<rest>(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_CAP}){{0,2}})"
     rf"(?=['’]s(?!\w)|[^\w'’-]|$)"

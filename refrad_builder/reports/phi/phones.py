@@ -7,6 +7,7 @@ from refrad_builder.reports.phi.base import Rule
 _PHONE_LABEL = (
     r"(?i:Tel(?:efon)?\.?(?:[ \t]?-?[ \t]?Nr\.?)?|Telefax|Fax|Mobil(?:telefon)?|Handy|Durchwahl|"
     r"Rufnummer|Piepser|Funk|Pager|Bleep|Phone|Telephone|Cell|Mobile|Direct[ \t]+(?:line|dial)|"
+    r"Call[ \t]?-?[ \t]?back|Rückrufnummer|"
     r"Ext\.?|Extension|Apparat|App\.|erreichbar[ \t]+unter|reachable[ \t]+(?:at|on)|call[ \t]+(?:me[ \t]+)?(?:on|at)|"
     r"unter[ \t]+der[ \t]+Nummer|Rückruf(?:nummer)?)"
 )
@@ -14,9 +15,27 @@ _PHONE_NUMBER = r"\+?\(?\d[\d \t()/.–-]*\d"
 _PHONE_RULES = [
     Rule(
         "labelled",
-        rf"(?<![\w]){_PHONE_LABEL}[ \t]*(?::|\.)?[ \t]*(?P<phi>-?{_PHONE_NUMBER}|-?\d{{3,}})",
+        rf"(?<![\w]){_PHONE_LABEL}[ \t]*(?::|\.)?[ \t]*(?P<phi>-?{_PHONE_NUMBER}|-?\d{{3,}}|-\d{{1,5}}(?!\d))",
         0.85,
-        adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 3 else None,
+        # an extension after a dash ("Fax -99": the switchboard number is written before)
+        adjust=lambda t, s, e, m: (
+            (s, e) if sum(c.isdigit() for c in t[s:e]) >= 3 or t[s] == "-" else None
+        ),
+    ),
+    # "Ph 07 5592 8810", "PH: 0412 555 019" (case-sensitive: "pH 7.35" is no label)
+    Rule(
+        "ph_label",
+        rf"(?<![\w])(?:Ph|PH)\.?[ \t]*:?[ \t]*(?P<phi>{_PHONE_NUMBER})",
+        0.8,
+        adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 6 else None,
+    ),
+    # a number with its extension: "604.555.0132 ext 4410", "555-0100 x7", "0761 270-0, App. 31"
+    Rule(
+        "with_extension",
+        r"(?<![\w+])(?P<phi>\+?\(?\d[\d \t()/.-]{4,}\d[ \t]*,?[ \t]*"
+        r"(?i:ext\.?|extension|x|app\.?|apparat|dw|durchwahl)[ \t]*\d{1,6})(?![\w])",
+        0.8,
+        adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 7 else None,
     ),
     # +49 (0)761 27012345, +44 7700 900456, +1 (415) 555-0175
     Rule(
