@@ -65,7 +65,8 @@ BLIND_D = CORPUS.with_name("reports_phi_blind_d.jsonl")
 STRESS_E = CORPUS.with_name("reports_phi_stress_e.jsonl")
 # written blind on 2026-12-03; first figures (before and after that day's fixes) in the README
 BLIND_E = CORPUS.with_name("reports_phi_blind_e.jsonl")
-DEFAULT_SETS = [CORPUS, HOLDOUT, DEV2, BLIND_C, BLIND_D, STRESS_E, BLIND_E]
+BLIND_F = CORPUS.with_name("reports_phi_blind_f.jsonl")
+DEFAULT_SETS = [CORPUS, HOLDOUT, DEV2, BLIND_C, BLIND_D, STRESS_E, BLIND_E, BLIND_F]
 RECALL_MIN = 0.99
 PRESERVATION_MIN = 0.97
 

@@ -37,8 +37,9 @@ BLIND_C = CORPUS.with_name("reports_mentions_blind_c.jsonl")
 BLIND_D = CORPUS.with_name("reports_mentions_blind_d.jsonl")
 # written blind on 2026-12-03: informative (no targets of its own), first figures in the README
 BLIND_E = CORPUS.with_name("reports_mentions_blind_e.jsonl")
-DEFAULT_SETS = [CORPUS, DEV2, BLIND_C, BLIND_D, BLIND_E]
-SPLITS = ("dev", "heldout", "blind_c", "blind_d", "blind_e")
+BLIND_F = CORPUS.with_name("reports_mentions_blind_f.jsonl")
+DEFAULT_SETS = [CORPUS, DEV2, BLIND_C, BLIND_D, BLIND_E, BLIND_F]
+SPLITS = ("dev", "heldout", "blind_c", "blind_d", "blind_e", "blind_f")
 
 # metric key -> (threshold, label)
 TARGETS: dict[str, tuple[float, str]] = {

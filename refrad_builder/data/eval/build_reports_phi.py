@@ -26,6 +26,7 @@ OUTPUTS = {
     "reports_phi_blind_d.jsonl": ("reports_phi_blind_d.src",),
     "reports_phi_stress_e.jsonl": ("reports_phi_stress_e.src",),
     "reports_phi_blind_e.jsonl": ("reports_phi_blind_e.src",),
+    "reports_phi_blind_f.jsonl": ("reports_phi_blind_f.src",),
 }
 PHI_TYPES = {"NAME", "ID", "DATE", "INST", "ADDR", "PHONE", "EMAIL", "URL", "AGE"}
 _MARK = re.compile(r"\{\{(?P<type>[A-Z]+)\|(?P<phi>[^{}]+)\}\}|<<(?P<keep>(?:(?!>>).)+)>>")
