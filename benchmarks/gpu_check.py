@@ -78,7 +78,8 @@ def main(argv=None) -> dict:
     print(json.dumps(result))
     for key in ("gpu", "config", "samples_per_s", "tokens_per_s", "mfu", "data_wait",
                 "peak_mem_gib", "paligemma_loss", "paligemma_step_s"):  # fmt: skip
-        print(f"{key:>18}: {result.get(key, 'n/a (no peak known for this device)')}")
+        missing = "n/a (no bf16 peak known for this device)" if key == "mfu" else "n/a (not a GPU)"
+        print(f"{key:>18}: {result.get(key, missing)}")
     return result
 
 

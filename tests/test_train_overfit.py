@@ -11,6 +11,7 @@ that reads the image can place them.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import replace
@@ -23,7 +24,7 @@ import webdataset as wds
 from refrad_builder.train import augment, data, evaluate, tasks, tokenizer
 from refrad_builder.train.config import TrainConfig, preset
 from refrad_builder.train.model import ScratchVLM
-from refrad_builder.train.train import lr_at, make_optimizer, train_step
+from refrad_builder.train.train import cpu_threads, lr_at, make_optimizer, train_step
 
 TASKS = {"grounded": 1.0, "caption": 0.0, "vqa": 1.0}
 
@@ -74,9 +75,30 @@ def overfit_config(seed: int) -> TrainConfig:
     return cfg
 
 
-def overfit(shards: Path, seed: int = 0, stop_below: float = 0.005):
-    """Train until the answer-token loss stays below ``stop_below`` for five steps (at most
-    ``cfg.steps``); returns the model, codec, micro-batches and losses."""
+@torch.no_grad()
+def memorised(model: ScratchVLM, batches: list[dict]) -> bool:
+    """Every target token is the model's first choice given the true prefix (what greedy
+    decoding then reproduces)."""
+    model.eval()
+    try:
+        for b in batches:
+            logits = model(b["pixels"], b["input_ids"], b["prefix_len"])[:, :-1]
+            labels = b["labels"][:, 1:]
+            mask = labels != -100
+            if not bool((logits.argmax(-1)[mask] == labels[mask]).all()):
+                return False
+        return True
+    finally:
+        model.train()
+
+
+def overfit(shards: Path, seed: int = 0, stop_below: float = 0.05, check_every: int = 10):
+    """Train until the answer-token loss is below ``stop_below`` and every target token is
+    memorised (at most ``cfg.steps``); returns the model, codec, micro-batches and losses.
+
+    The mean loss alone stops too early: once a caption's first box differs from its neighbour's,
+    the rest follows from the text, so the few tokens that need the image weigh little in the mean
+    (at a mean of 0.004 one MR slice still got the other MR slice's caption, box for box)."""
     cfg = overfit_config(seed)
     slices = pick_slices(shards)
     texts = [t for s in slices for t in tokenizer.sample_texts(s["meta"])]
@@ -100,25 +122,22 @@ def overfit(shards: Path, seed: int = 0, stop_below: float = 0.005):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         losses.append(train_step(model, model, batches, opt, cfg, 1, torch.device("cpu")))
-        if len(losses) >= 5 and max(losses[-5:]) < stop_below:
+        if (step + 1) % check_every == 0 and losses[-1] < stop_below and memorised(model, batches):
             break
     return model, codec, batches, losses
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 13 open: since captions lost their image references (text v3) one of the 13 "
-    "boxes stays below IoU 0.5 (recall 0.923 < 0.95; mean IoU 0.92, VQA 1.0)",
-    strict=False,
-)
 def test_overfits_a_handful_of_slices_and_uses_the_image(small_demo_shards):
-    torch.set_num_threads(2)
+    threads = cpu_threads()
     t0 = time.perf_counter()
-    model, codec, batches, losses = overfit(small_demo_shards)
+    seed = int(os.environ.get("REFRAD_OVERFIT_SEED", "0"))  # another seed: a rerun that differs
+    model, codec, batches, losses = overfit(small_demo_shards, seed)
     assert losses[-1] < 0.05, losses[-10:]
 
     report = evaluate.score(evaluate.predict(model, codec, batches, "cpu", 320))
-    print("overfit", f"{time.perf_counter() - t0:.0f}s", len(losses), losses[-1], report)
+    print("overfit", f"seed {seed}, {threads} threads, {time.perf_counter() - t0:.0f}s,",
+          f"{len(losses)} steps, loss {losses[-1]:.4f}", report)  # fmt: skip
     assert report["parse_rate"] == 1.0
     assert report["grounding"]["mean_iou"] >= 0.85
     assert report["grounding"]["recall"] >= 0.95  # boxes found at IoU >= 0.5

@@ -71,6 +71,8 @@ class TrainConfig:
     grad_accum: int = 1
     grad_clip: float = 1.0
     seed: int = 0
+    #: CPU intra-op threads; 0 picks the cores the 1-minute load average leaves idle (at least 1).
+    threads: int = 0
     dtype: str = "float32"
     compile: bool = False
     log_every: int = 10

@@ -16,6 +16,7 @@ import torch
 
 from refrad_builder.text import grounding
 from refrad_builder.train import checkpoint, data, metrics
+from refrad_builder.train.train import cpu_threads
 
 
 def predict(model, codec, batches, device, max_new: int, permute: bool = False) -> list[dict]:
@@ -117,8 +118,10 @@ def _has_split(shards, split: str) -> bool:
 
 
 def evaluate(ckpt, shards, split="test", out=None, limit=None, device="cpu", batch_size=8,
-             permute=False, examples=4, data_overrides=None) -> dict:  # fmt: skip
+             permute=False, examples=4, data_overrides=None, threads=0) -> dict:  # fmt: skip
     """Score a checkpoint on a split; writes the report under ``out`` when given."""
+    if str(device) == "cpu":
+        cpu_threads(threads)
     model, codec, cfg, _ = checkpoint.load(ckpt, device)
     if split == "auto":  # the first split the shards have
         split = next(s for s in ("test", "val", "train") if _has_split(shards, s))
@@ -148,12 +151,14 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="at most this many slices")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (0: the idle cores by the load average)")  # fmt: skip
     p.add_argument("--permute-images", action="store_true",
                    help="control: give each slice another slice's image")  # fmt: skip
     a = p.parse_args(argv)
     out = a.out or str(Path(a.checkpoint).parent / f"eval-{a.split}")
     report = evaluate(a.checkpoint, a.shards, a.split, out, a.limit, a.device, a.batch_size,
-                      a.permute_images)  # fmt: skip
+                      a.permute_images, threads=a.threads)  # fmt: skip
     print(table(report))
     print(f"report: {out}/report.json")
     return 0

@@ -40,6 +40,24 @@ def setup_dist(device: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), dev
 
 
+def cpu_threads(requested: int = 0, world: int = 1) -> int:
+    """Set and return torch's intra-op thread count for CPU work.
+
+    ``requested`` > 0 is taken as is, then ``OMP_NUM_THREADS`` (torchrun sets it). Otherwise the
+    count is the cores the 1-minute load average leaves idle, shared by the ``world`` processes of
+    this machine, at least one: on a shared machine, an OpenMP thread per core makes every
+    operator wait at its barrier for a thread the scheduler has given to someone else (the tiny
+    preset ran 3-6x slower with two threads than with one on two busy cores)."""
+    if requested <= 0 and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        requested = int(os.environ["OMP_NUM_THREADS"])
+    if requested <= 0:
+        cores = len(os.sched_getaffinity(0))
+        idle = min(cores, round(cores - os.getloadavg()[0]))
+        requested = max(1, idle // world)
+    torch.set_num_threads(requested)
+    return requested
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then cosine decay to ``min_lr``."""
     if step < cfg.warmup:
@@ -118,6 +136,12 @@ def train(cfg: TrainConfig, out: Path, device="auto", resume=None, log_keys=Fals
     """Train ``cfg`` and write ``out/ckpt.pt`` and ``out/log.jsonl``; returns a summary."""
     rank, world, dev = setup_dist(device)
     out.mkdir(parents=True, exist_ok=True)
+    if rank == 0 and not resume:  # a fresh run starts a fresh log
+        (out / "log.jsonl").unlink(missing_ok=True)
+    if dev.type == "cpu":
+        threads = cpu_threads(cfg.threads, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+        if rank == 0:
+            print(f"cpu threads: {threads}")
     state = torch.load(resume, map_location="cpu", weights_only=False) if resume else None
     codec_json = state["tokenizer"] if state else None
     if codec_json is None and world > 1 and cfg.model.backend == "scratch":
