@@ -74,3 +74,31 @@ def test_eponyms_in_classifications_and_procedures_stay(text, lang, gone, kept):
 
 def test_a_grade_before_per_does_not_hide_a_name():
     _check("Bed 3 per Tobias Hummel, chest drain in situ.", "en", "Tobias Hummel", "chest drain")
+
+
+AGES_AND_PHONES = [
+    # an age of 90 and over as a year of life, ordinal in both languages
+    ("Patientin im 93. Lebensjahr, Sturz aus dem Bett.", "de", "93", "Sturz"),
+    ("A man in his 96th year with recurrent falls.", "en", "96", "recurrent falls"),
+    # a lower-case "ph" label before a full number, and a French extension word
+    ("Result phoned at 10:02 (ph 02 5550 1234), lactate 2.1.", "en", "02 5550 1234", "lactate"),
+    ("Neurosurgery paged (poste 4417) at 22:05, no cord signal.", "en", "4417", "cord signal"),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), AGES_AND_PHONES)
+def test_ages_and_phone_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "kept"),
+    [
+        ("Im 3. Lebensjahr Fraktur, pH 7.354, 89. Lebensjahr.", "de", "89"),
+        ("Fifth year of follow-up; 89th year; ph 7.312 on the gas.", "en", "7.312"),
+        ("In the 3rd year of surveillance, pH 7.31.", "en", "3rd year"),
+    ],
+)
+def test_ages_under_90_and_ph_values_stay(text, lang, kept):
+    assert scrub(text, lang=lang).text == text
+    _check(text, lang, None, kept)
