@@ -102,3 +102,57 @@ def test_ages_and_phone_forms(text, lang, gone, kept):
 def test_ages_under_90_and_ph_values_stay(text, lang, kept):
     assert scrub(text, lang=lang).text == text
     _check(text, lang, None, kept)
+
+
+INSTITUTIONS = [
+    # letters outside ASCII inside an English institution name
+    (
+        "Ōtāhuhu Valley Hospital Emergency Department\nCT head: no acute haemorrhage.",
+        "en",
+        "Ōtāhuhu Valley Hospital",
+        "haemorrhage",
+    ),
+    (
+        "Referred from St. Jérôme-Lavoie General Hospital for a second read of the aorta.",
+        "en",
+        "St. Jérôme-Lavoie General Hospital",
+        "aorta",
+    ),
+    # "of St. <name>" after the institution word
+    (
+        "Lakeshore Cancer Institute of St. Osmund\nPET-CT restaging, nodal disease.",
+        "en",
+        "Lakeshore Cancer Institute of St. Osmund",
+        "nodal disease",
+    ),
+    # a practice word and specialty before the doctors' names
+    (
+        "Gemeinschaftspraxis für Nuklearmedizin Dres. Riedel und Kollegen\nSzintigraphie.",
+        "de",
+        "Gemeinschaftspraxis für Nuklearmedizin Dres. Riedel und Kollegen",
+        "Szintigraphie",
+    ),
+    # an accident insurer as a labelled field, a company by its legal form
+    (
+        "D-Arzt-Bericht, UV-Träger: BG Nahrungsmittel und Gastgewerbe, Distorsion OSG.",
+        "de",
+        "BG Nahrungsmittel und Gastgewerbe",
+        "Distorsion OSG",
+    ),
+    (
+        "Zweitbefundung durch Radiologie Elbufer Nord GmbH, Befund: Meniskusriss medial.",
+        "de",
+        "Elbufer Nord GmbH",
+        "Meniskusriss",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), INSTITUTIONS)
+def test_institution_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+def test_scanner_makers_and_generic_firms_stay():
+    text = "Gerät: Philips Medizin Systeme GmbH (1,5 Tesla); Kostenträger: privat, Befund folgt."
+    assert scrub(text, lang="de").text == text
