@@ -156,3 +156,39 @@ def test_institution_forms(text, lang, gone, kept):
 def test_scanner_makers_and_generic_firms_stay():
     text = "Gerät: Philips Medizin Systeme GmbH (1,5 Tesla); Kostenträger: privat, Befund folgt."
     assert scrub(text, lang="de").text == text
+
+
+ADDRESSES = [
+    # Canadian city, province and postal code after the street
+    (
+        "Northshore Imaging\n88 Lakeview Rd, Sault Ste Marie ON P6A 2K1\nCT chest: no embolus.",
+        "en",
+        "Marie ON P6A 2K1",
+        "embolus",
+    ),
+    # an Irish county after the town
+    (
+        "Sent from Ennis, Co. Clare for staging; liver lesion 14 mm.",
+        "en",
+        "Ennis, Co. Clare",
+        "liver lesion",
+    ),
+    # a German city with an abbreviated region after the postcode
+    (
+        "Radiologie am Markt, Lindenweg 4, 92637 Weiden i.d.OPf.\nBefund: Meniskusläsion.",
+        "de",
+        "92637 Weiden i.d.OPf.",
+        "Meniskusläsion",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), ADDRESSES)
+def test_address_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+def test_company_suffix_and_abbreviations_are_no_address():
+    text = "Bracco GmbH & Co. KG; Befund i.d.R. unauffällig; CO2 retention, no Co Ltd."
+    assert "[ADRESSE]" not in scrub(text, lang="de").text
+    assert "[ADDRESS]" not in scrub(text, lang="en").text
