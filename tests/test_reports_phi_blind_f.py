@@ -192,3 +192,28 @@ def test_company_suffix_and_abbreviations_are_no_address():
     text = "Bracco GmbH & Co. KG; Befund i.d.R. unauffällig; CO2 retention, no Co Ltd."
     assert "[ADRESSE]" not in scrub(text, lang="de").text
     assert "[ADDRESS]" not in scrub(text, lang="en").text
+
+
+NAMES = [
+    # a surname that is an anatomy word after a German senior-doctor title
+    ("Befund vorläufig, Freigabe durch OÄ Lunge am Nachmittag.", "de", "Lunge", "Befund"),
+    ("Rücksprache mit OA Hals, Stenose 70 %.", "de", "Hals", "Stenose"),
+    # a nickname in quotes after the name
+    (
+        'Patient: Margaret Olsen (known as "Peg"), acute chest pain.',
+        "en",
+        "Peg",
+        "acute chest pain",
+    ),
+    ("Herr Johann Brix, genannt „Hansi“, Sturz von der Leiter.", "de", "Hansi", "Sturz"),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "gone", "kept"), NAMES)
+def test_name_forms(text, lang, gone, kept):
+    _check(text, lang, gone, kept)
+
+
+def test_unquoted_known_as_and_anatomy_after_other_words_stay():
+    text = "The lesion, also known as Normal variant, abuts the Lunge; Hals frei."
+    assert "[NAME]" not in scrub(text, lang="en").text
