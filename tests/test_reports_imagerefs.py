@@ -121,3 +121,37 @@ def test_table_pair_column_and_non_image_columns():
         "| 2 | 31 | 9 |\n"
     )
     assert [(r.series, r.image) for r, _ in table_column_refs(text)] == [(7, 45)]
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # a second image of the same series after "and"/"und"
+        ("Two cysts in the spleen (series 3, images 27 and 64).", [(3, 27), (3, 64)]),
+        ("Rundherde (Serie 6, Bild 41 und 97) stationär.", [(6, 41), (6, 97)]),
+        # a size after "and" is no image
+        ("Series 3, image 44 and 5 mm nodule beside it.", [(3, 44)]),
+    ],
+)
+def test_second_image_after_and(text, want):
+    assert image_refs(text) == [ImageRef(series=s, image=i) for s, i in want]
+
+
+def test_space_aligned_table_with_a_series_image_column():
+    from refrad_builder.reports.analyze import parse_report
+    from refrad_builder.reports.imagerefs import table_column_refs
+
+    text = (
+        "Befund:\n"
+        "Herd   Lokalisation        Se/Bi      Größe\n"
+        "A      Segment VIII        5/71       18 mm\n"
+        "B      Unterlappen links 7/203    9 mm\n"
+        "Summe                               27 mm\n"
+        "Keine Ergüsse, L4/5 unauffällig.\n"
+        "Messung    Wert   Verhältnis\n"
+        "Ratio      3/40   normal\n"
+    )
+    assert [(r.series, r.image) for r, _ in table_column_refs(text)] == [(5, 71), (7, 203)]
+    _, _, _, sentences, _ = parse_report(text, "de")
+    rows = {s.text.split()[0]: s.image_refs for s in sentences if s.image_refs}
+    assert rows == {"A": [ImageRef(series=5, image=71)], "B": [ImageRef(series=7, image=203)]}

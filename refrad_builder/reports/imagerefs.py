@@ -21,8 +21,11 @@ _NUM = r"(\d{1,5})"
 _RANGE = rf"(?:\s*(?:-|–|bis|to)\s*{_NUM})?"
 _JOIN = r"\s*(?:[/,;:]|\s|und|and)\s*"
 
+# "series 4, images 112 and 140": a second image of the same series after "and"
+_AND_IMAGE = r"(?:\s+(?:and|und|&)\s+(\d{1,5})(?![\w.,]\d|\d|\s*(?:mm|cm|ml|%|x|×)(?!\w)))?"
 _PAIR = re.compile(
-    rf"(?<![\w.]){_SER}{_SEP}{_NUM}{_JOIN}{_IMG}{_SEP}{_NUM}{_RANGE}(?!\w)", re.IGNORECASE
+    rf"(?<![\w.]){_SER}{_SEP}{_NUM}{_JOIN}{_IMG}{_SEP}{_NUM}{_RANGE}{_AND_IMAGE}(?![\w.,]\d|\w)",
+    re.IGNORECASE,
 )
 # PACS short form "S3/I45", "S3 I45", "SE3 IM45"
 _SHORT = re.compile(r"(?<![\w.])S(\d{1,4})\s*[/ ]\s*I(\d{1,5})(?!\w)", re.IGNORECASE)
@@ -122,7 +125,8 @@ def find_image_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
                 add(*m.span(), [ImageRef(series=int(m.group(1)), image=int(m.group(2)))])
     for m in _PAIR.finditer(text):
         series = int(m.group(1))
-        add(*m.span(), [ImageRef(series=series, image=i) for i in _images(m.group(2), m.group(3))])
+        images = _images(m.group(2), m.group(3)) + ([int(m.group(4))] if m.group(4) else [])
+        add(*m.span(), [ImageRef(series=series, image=i) for i in images])
     for m in _SHORT.finditer(text):
         add(*m.span(), [ImageRef(series=int(m.group(1)), image=int(m.group(2)))])
     for m in _IMAGE_FIRST.finditer(text):
@@ -194,6 +198,35 @@ def table_column_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
         elif not column[1] and (m := _CELL_IMAGE.fullmatch(value)):
             for i in _images(m.group(1), m.group(2)):
                 out.append((ImageRef(series=ANY_SERIES, image=i), (a, b)))
+    return sorted(out + aligned_table_refs(text), key=lambda r: r[1])
+
+
+# a table aligned with spaces: cells apart by two or more blanks, a series/image column
+# ("Serie/Bild") in its header row; each row's one series/image pair lies under it
+_ALIGNED_GAP = re.compile(r"[ \t]{2,}|\t")
+_ALIGNED_PAIR = re.compile(r"(?<![\w/.,])(\d{1,4})/(\d{2,5})(?![\w/.,])")
+
+
+def aligned_table_refs(text: str) -> list[tuple[ImageRef, tuple[int, int]]]:
+    """Key-image references in the series/image column of a space-aligned table, with the
+    cell spans, in text order; a row without a pair or a line without a gap ends nothing
+    but the table."""
+    out: list[tuple[ImageRef, tuple[int, int]]] = []
+    in_table = False
+    for line in re.finditer(r"[^\n]+", text):
+        value = line.group()
+        if not _ALIGNED_GAP.search(value.strip()):
+            in_table = False
+            continue
+        cells = [c for c in re.split(r"[ \t]{2,}|\t", value.strip()) if c]
+        if any(_PAIR_COLUMN.fullmatch(c) for c in cells):
+            in_table = True
+            continue
+        pairs = list(_ALIGNED_PAIR.finditer(value)) if in_table else []
+        if len(pairs) == 1 and not _date_like(pairs[0].group(1), pairs[0].group(2)):
+            m = pairs[0]
+            ref = ImageRef(series=int(m.group(1)), image=int(m.group(2)))
+            out.append((ref, (line.start() + m.start(), line.start() + m.end())))
     return out
 
 

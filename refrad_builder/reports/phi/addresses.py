@@ -39,7 +39,22 @@ def _not_common(text: str, s: int, e: int, m: object) -> tuple[int, int] | None:
 
 
 _CITY_PREFIX = r"(?:(?:Bad|Sankt|St\.|Neu|Alt|Groß|Klein|Hohen|Markt|Schwäbisch|Hann\.)[ \t]+)?"
+_CA_PROVINCES = r"(?:ON|QC|BC|AB|MB|SK|NS|NB|NL|PE|YT|NT|NU)"
 _ADDR_RULES = [
+    # Canadian city, province and postal code: "Red Deer AB T4N 5E1", "Gatineau, QC J8X 2K4"
+    Rule(
+        "ca_city_postcode",
+        rf"(?<![\w])(?:{_CITY}[ \t]+){{0,2}}{_CITY},?[ \t]+{_CA_PROVINCES}[ \t]+"
+        r"[A-CEGHJ-NPR-TVXY]\d[A-CEGHJ-NPR-TV-Z][ \t]?\d[A-CEGHJ-NPR-TV-Z]\d(?![\w])",
+        0.75,
+    ),
+    # an Irish or British county after its town: "Tullamore, Co. Offaly", "Navan, Co Meath"
+    Rule(
+        "county",
+        rf"(?<![\w])(?:{_CITY},[ \t]+)?Co\.?[ \t]+(?!Ltd\b|Inc\b|KG\b){_CITY}(?![\w])",
+        0.65,
+        adjust=_not_common,
+    ),
     # Irish postal districts and Eircodes: Dublin 8, D08 X2F5, A65 F4E2
     Rule("ie_dublin", r"(?<![\w])Dublin[ \t]+\d{1,2}W?(?![\w])", 0.7),
     Rule(
@@ -74,7 +89,9 @@ _ADDR_RULES = [
     # 79106 Freiburg, D-79106 Freiburg im Breisgau
     Rule(
         "de_postcode_city",
-        rf"(?<![\w.,/-])(?:(?:D|DE|A|CH)-)?\d{{5}}[ \t]+{_CITY_PREFIX}{_CITY}(?:[ \t]+(?:im|am|an[ \t]der|ob[ \t]der)[ \t]+{_CITY})?(?!\w)",
+        rf"(?<![\w.,/-])(?:(?:D|DE|A|CH)-)?\d{{5}}[ \t]+{_CITY_PREFIX}{_CITY}(?:[ \t]+(?:im|am|an[ \t]der|ob[ \t]der)[ \t]+{_CITY})?(?!\w)"
+        # a river or region abbreviated after the city: "Buchholz i.d.N.", "Weiden i.d.OPf."
+        r"(?:[ \t]+(?:[ia]\.[ \t]?(?:d\.[ \t]?)?|b\.[ \t]?|a\.[ \t]?d\.[ \t]?)\p{Lu}[\p{L}]{0,3}\.)?",
         0.7,
     ),
     # 12 Baker Street, 221B Baker Street, 500 Market Street, Suite 210, 300 Lake Shore Dr

@@ -8,12 +8,12 @@ _AGE90 = r"(?P<phi>9\d|1[01]\d)"
 _AGE_RULES = [
     Rule(
         "de_age",
-        rf"(?<![\d,.]){_AGE90}(?=[ \t]*-?[ \t]*(?:jährig|Jährig|Jahre\b|Jahren\b|J\.|j\.|Lebensjahr|LJ\b))",
+        rf"(?<![\d,.]){_AGE90}(?=\.?[ \t]*-?[ \t]*(?:jährig|Jährig|Jahre\b|Jahren\b|J\.|j\.|Lebensjahr|LJ\b))",
         0.8,
     ),
     Rule(
         "en_age",
-        rf"(?<![\d,.]){_AGE90}(?=[ \t]*-?[ \t]*(?i:years?\b|year-old|yrs?\b|yo\b|y/o|y\.o\.|y\b|-y-o))",
+        rf"(?<![\d,.]){_AGE90}(?=(?i:th)?[ \t]*-?[ \t]*(?i:years?\b|year-old|yrs?\b|yo\b|y/o|y\.o\.|y\b|-y-o))",
         0.8,
     ),
     Rule(

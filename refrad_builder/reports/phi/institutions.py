@@ -48,11 +48,11 @@ _EN_INST_TAIL = (
     r"MRI[ \t]+Cent(?:er|re)|Diagnostics|Cent(?:er|re)|Health|General(?=[ \t]*(?:$|[,.;)])))"
 )
 # name words: Title case or capitals, "St." or "Saint" with a name, joined by "&", "and", "of"
-_EN_WORD = r"[A-Z][A-Za-z]+(?:-[A-Z][A-Za-z]+)*(?:['’][sS])?"
+_EN_WORD = r"\p{Lu}\p{L}+(?:-\p{Lu}\p{L}+)*(?:['’][sS])?"
 _EN_NAME_WORD = rf"(?:(?:St\.?|Saint|ST\.?)[ \t]+{_EN_WORD}|{_EN_WORD}|[IVX]{{1,3}}(?=[ \t]))"
 _EN_INST = (
     rf"(?<![\w])(?P<name>{_EN_NAME_WORD}(?:[ \t]+(?:(?:&|and|of)[ \t]+)?{_EN_NAME_WORD}){{0,4}}[ \t]+)"
-    rf"(?P<tail>{_EN_INST_TAIL})(?:[ \t]+(?:of|at)[ \t]+(?:the[ \t]+)?[A-Z][a-z]+"
+    rf"(?P<tail>{_EN_INST_TAIL})(?:[ \t]+(?:of|at)[ \t]+(?:the[ \t]+|St\.?[ \t]+|Saint[ \t]+)?[A-Z][a-z]+"
     r"(?:[ \t]+(?:of[ \t]+(?:the[ \t]+)?)?[A-Z][a-z]+){0,4})?(?![\w])"
 )
 GENERIC_INST_WORDS = phi_words("generic_institution")
@@ -160,7 +160,8 @@ _INST_RULES_DE.append(Rule("de_saint_institution", _DE_SAINT_INST, 0.7, groups=(
 # a practice named after its doctors: "Dres. Albers, Kühn & Partner", "Dres. med. Ott und Sahin"
 _NAME_TOKEN = rf"[{_UP}][{_LOW}]+(?:-[{_UP}][{_LOW}]+)*"
 _DE_DOCTORS_PRACTICE = (
-    rf"(?<![\w])Dres\.[ \t]*(?:med\.[ \t]*)?{_NAME_TOKEN}"
+    rf"(?<![\w])(?:(?:Praxis|Gemeinschaftspraxis|Praxisgemeinschaft|MVZ)(?:[ \t]+für[ \t]+"
+    rf"[{_UP}][\wäöüß-]+(?:[ \t]+(?:und|&)[ \t]+[{_UP}][\wäöüß-]+)?)?[ \t]+)?Dres\.[ \t]*(?:med\.[ \t]*)?{_NAME_TOKEN}"
     rf"(?:(?:[ \t]*,[ \t]*|[ \t]+und[ \t]+|[ \t]*&[ \t]*){_NAME_TOKEN}(?![\w]))*"
     r"(?:(?:[ \t]*,[ \t]*|[ \t]+und[ \t]+|[ \t]*&[ \t]*)(?:Partner(?:n|in|innen)?|Kolleg(?:en|innen))"
     r"(?![\w]))?"
@@ -196,4 +197,37 @@ _INST_RULES_DE += [
     Rule("de_doctors_practice", _DE_DOCTORS_PRACTICE, 0.7, groups=()),
     Rule("de_department_of", _DE_DEPARTMENT_OF, 0.65, groups=()),
     Rule("de_specialty_at", _DE_SPECIALTY_AT, 0.65, groups=(), adjust=_place_adjust),
+]
+
+# the insurer of an accident case, as a labelled field: "UV-Träger: BG Verkehr"
+_DE_INSURER_FIELD = (
+    r"(?<![\w])(?i:UV-Träger|Unfallversicherungsträger|Kostenträger|Berufsgenossenschaft)"
+    rf"[ \t]*:[ \t]*(?P<phi>[{_UP}][^\n,;|]{{1,60}}?)(?=[ \t]*(?:$|[,;|]))"
+)
+# a company by its legal form: "Teleradiologie Nordwest GmbH", "Coastal Reporting Pty Ltd"
+_COMPANY = (
+    rf"(?<![\w])(?P<phi>[{_UP}][\w&-]*(?:[ \t]+(?:&[ \t]+)?[{_UP}][\w&-]*){{0,3}}[ \t]+"
+    r"(?:gGmbH|GmbH(?:[ \t]*&[ \t]*Co\.[ \t]*KG)?|Pty[ \t]+Ltd|Ltd|LLC|PLLC))(?![\w])"
+)
+
+
+def _company_adjust(text: str, s: int, e: int, m: regex.Match[str]) -> tuple[int, int] | None:
+    """A scanner maker or contrast agent firm is no PHI: the name must hold a word that is no
+    generic institution or report word."""
+    words = re.findall(r"[\wäöüß]+", text[s:e])[:-1]
+    if any(w.casefold() in _VENDORS for w in words):
+        return None
+    return (s, e) if any(not _generic(w) for w in words) else None
+
+
+# makers of scanners, contrast agents and software named in technique sections
+_VENDORS = frozenset(
+    "siemens healthineers philips ge healthcare canon toshiba fujifilm hitachi bayer bracco "
+    "guerbet agfa esaote mediso samsung medtronic brainlab".split()
+)
+
+
+_INST_RULES_DE += [
+    Rule("de_insurer_field", _DE_INSURER_FIELD, 0.7),
+    Rule("company", _COMPANY, 0.65, groups=("phi",), adjust=_company_adjust),
 ]

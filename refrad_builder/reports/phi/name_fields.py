@@ -87,6 +87,13 @@ FIELD_NAME_RULES = [
         0.75,
         adjust=_has_listed,
     ),
+    # a nickname in quotes after the name: '(known as "Pip")', 'genannt „Hansi“'
+    Rule(
+        "known_as",
+        rf"(?<![\w])(?i:known[ \t]+as|goes[ \t]+by|a\.?k\.?a\.?|genannt|Rufname:?|"
+        rf"preferred[ \t]+name:?)[ \t]*[\"“„'‘](?P<phi>{_WORD})[\"”“'’](?![\w])",
+        0.7,
+    ),
     Rule(
         "before_identifier",
         rf"(?:^|(?<=[(:;|][ \t]*)|(?<=[ \t]{{2}}))(?P<phi>{_CAPWORD}(?:{_SEP}{_CAPWORD}){{1,2}})"

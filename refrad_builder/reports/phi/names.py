@@ -55,7 +55,7 @@ _NOT_NAME = phi_words("not_name")
 _TITLE_SURNAMES = phi_words("title_surnames")
 _TITLE_BEFORE = regex.compile(
     r"(?:Herrn?|Frau|Mr\.?|Mrs\.?|Ms\.?|(?i:Dr|Prof)\.?|(?i:Doktor|Doctor)|Kollegin|Kollege|Dear|"
-    r"Liebe[r]?)(?:[ \t]+(?:med\.|dent\.|rer\.[ \t]?nat\.|univ\.|habil\.|Dr\.|Prof\.))*[ \t]+$"
+    r"Liebe[r]?|OA|OÄ|Oberarzt|Oberärztin|Chefarzt|Chefärztin)(?:[ \t]+(?:med\.|dent\.|rer\.[ \t]?nat\.|univ\.|habil\.|Dr\.|Prof\.))*[ \t]+$"
 )
 _NAME_TOKEN = regex.compile(rf"{_INITIAL}|[\w'’-]+\.?")
 

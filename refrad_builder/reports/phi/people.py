@@ -27,9 +27,18 @@ _CANDIDATE = regex.compile(
     rf"(?<![\w.'’-])(?P<first>{_CAP})(?P<rest>(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_CAP}){{0,2}})"
     rf"(?=['’]s(?!\w)|[^\w'’-]|$)"
 )
-# what follows an eponym: "Jefferson fracture", "Herbert B2", "Hansen und Stock IIb"
+# what follows an eponym: "Jefferson fracture", "Hartmann's procedure", "Herbert B2",
+# "Stanford A / DeBakey I"; a grade comes first, but a letter with a full stop or before a
+# capitalised word is a middle initial ("Anna B. Kerr", "John B Smith")
 _EPONYM_AFTER = regex.compile(
-    r"[ \t]*(?:(?P<head>[\w-]+)|(?:[IVX]{1,4}[a-c]?|[A-D]\d?|\d[a-c]?)(?![\w]))"
+    rf"(?:['’]s)?[ \t]*(?:(?:[IVX]{{1,4}}[a-c]?|[A-D]\d?|\d[a-c]?)(?![\w.])"
+    rf"(?![ \t]+[{_UP}][{_LOW}])|(?P<head>[\w-]+))"
+)
+# a grade and "nach"/"according to" before a capitalised word make it the classification:
+# "M3 nach Chang", "Stadium III–IV nach Ann Arbor", "grade 2 according to Fazekas"
+_GRADED_BY = regex.compile(
+    r"(?<![\w])(?:[IVX]{1,4}|[A-Z]?\d{1,2})[a-dA-D]?(?:[ \t]*[-–/][ \t]*(?:[IVX]{1,4}|\d{1,2})"
+    r"[a-dA-D]?)?[ \t]+(?:nach|gemäß|according[ \t]+to)[ \t]+$"
 )
 # word endings of findings and procedures, never of a surname ("Nephroblastom", "Myelitis")
 _CLINICAL_END = regex.compile(
@@ -102,6 +111,8 @@ def eponym_at(text: str, start: int, end: int) -> bool:
     classification: a listed eponym, or followed by an eponym's head word or a grade."""
     eponyms, heads = _eponym_words()
     if any(w.casefold() in eponyms for w in regex.findall(r"[\w'’-]+", text[start:end])):
+        return True
+    if _GRADED_BY.search(text[max(0, start - 40) : start]):
         return True
     m = _EPONYM_AFTER.match(text, end)
     if m is None or m.end() == end:

@@ -8,7 +8,7 @@ _PHONE_LABEL = (
     r"(?i:Tel(?:efon)?\.?(?:[ \t]?-?[ \t]?Nr\.?)?|Telefax|Fax|Mobil(?:telefon)?|Handy|Durchwahl|"
     r"Rufnummer|Piepser|Funk|Pager|Bleep|Phone|Telephone|Cell|Mobile|Direct[ \t]+(?:line|dial)|"
     r"Call[ \t]?-?[ \t]?back|Rückrufnummer|"
-    r"Ext\.?|Extension|Apparat|App\.|erreichbar[ \t]+unter|reachable[ \t]+(?:at|on)|call[ \t]+(?:me[ \t]+)?(?:on|at)|"
+    r"Ext\.?|Extension|Poste|Apparat|App\.|erreichbar[ \t]+unter|reachable[ \t]+(?:at|on)|call[ \t]+(?:me[ \t]+)?(?:on|at)|"
     r"unter[ \t]+der[ \t]+Nummer|Rückruf(?:nummer)?)"
 )
 _PHONE_NUMBER = r"\+?\(?\d[\d \t()/.–-]*\d"
@@ -22,10 +22,11 @@ _PHONE_RULES = [
             (s, e) if sum(c.isdigit() for c in t[s:e]) >= 3 or t[s] == "-" else None
         ),
     ),
-    # "Ph 07 5592 8810", "PH: 0412 555 019" (case-sensitive: "pH 7.35" is no label)
+    # "Ph 07 5592 8810", "PH: 0412 555 019", "ph 02 5550 1234" (not "pH": a pH value has
+    # fewer digits than the six asked for)
     Rule(
         "ph_label",
-        rf"(?<![\w])(?:Ph|PH)\.?[ \t]*:?[ \t]*(?P<phi>{_PHONE_NUMBER})",
+        rf"(?<![\w])(?:Ph|PH|ph)\.?[ \t]*:?[ \t]*(?P<phi>{_PHONE_NUMBER})",
         0.8,
         adjust=lambda t, s, e, m: (s, e) if sum(c.isdigit() for c in t[s:e]) >= 6 else None,
     ),
