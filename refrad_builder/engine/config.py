@@ -292,10 +292,9 @@ class ExecConfig(_Section):
         "before it is recorded as failed (worker_died)",
     )
     streaming: bool = Field(
-        default=False,
+        default=True,
         description="on Ray, stream each series through deid -> volume -> segment -> slices -> "
-        "text (the stages overlap); false (default until a hang of the stream with a real "
-        "TotalSegmentator actor on a multi-node cluster is understood): one stage after the other",
+        "text (the stages overlap); false: one stage after the other",
     )
     stall_timeout_s: float = Field(
         default=1800.0,
