@@ -76,7 +76,12 @@ def test_worker_node_stopped_mid_run(fault_demo, fault_reference, cluster, tmp_p
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before the node could be stopped"
         cluster.stop_node("spare")
-        rc = proc.wait(900)
+        try:
+            rc = proc.wait(900)
+        finally:  # a driver left running would hold its workers for the next test
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     if rc != 0:  # failed cleanly: the rerun on the remaining nodes completes
         assert "Traceback" not in log.read_text(errors="replace"), tail(log)
         with open(log, "ab") as fh:

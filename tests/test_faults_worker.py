@@ -26,9 +26,11 @@ def test_worker_sigkill_in_each_stage_gives_identical_shards(fault_demo, fault_r
     proc = refrad([*args, "--executor", "ray"], log, fault)
     assert proc.returncode == 0, tail(log)
     text = log.read_text()
+    # streamed, one death stops the stream (which cannot tell in which stage the worker was)
+    streamed = "streaming stopped (worker_died)" in text
     for stage in STAGES:
         assert faults.fired(f"item:{stage}", marks), stage
-        assert f"{stage}: a worker failed (worker_died)" in text, (stage, tail(log))
+        assert streamed or f"{stage}: a worker failed (worker_died)" in text, (stage, tail(log))
     assert shard_bytes(out) == shard_bytes(fault_reference)
     status = refrad(["status", *args[1:]], log)
     assert status.returncode == 0, tail(log)  # nothing failed, nothing pending

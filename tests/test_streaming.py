@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -164,6 +165,7 @@ def test_forced_or_lost_items_rerun_and_unchanged_outputs_stop_there(done_run, m
 
 
 TESTS = Path(__file__).resolve().parent
+ACCEL = "refrad_test_accel"
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +178,8 @@ def ray_env(tmp_path_factory):
     mp.setenv("REFRAD_TEST_CRASH_FILE", str(crash_file))
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     mp.setenv("PYTHONPATH", path)  # workers import tests/crash_stage.py by name
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # one unit of ACCEL: a segment pool asking for it holds exactly one actor
+    ray.init(num_cpus=2, resources={ACCEL: 1}, include_dashboard=False, log_to_driver=False)
     yield crash_file
     ray.shutdown()
     mp.undo()
@@ -263,3 +266,50 @@ def test_item_that_kills_its_worker_mid_stream_is_failed_and_the_rest_finish(
     assert runs["deid"].status["done"] == 2 and runs["text"].status["done"] == 2
     shards = runs["shards"].status  # the run finished everything else
     assert shards["done"] == shards["planned"] > 0
+
+
+@pytest.mark.slow
+def test_segment_actor_that_dies_before_its_first_series_is_replaced(
+    ray_env, done_run, tmp_path, caplog
+):
+    """The pool's only segment actor dies (SIGKILL) before a series reaches it: Ray Data
+    starts another and the stream finishes without falling back (a stall would end after
+    120 s, through the fallback, which the log would say)."""
+    from crash_stage import IdleDyingSegment
+
+    demo = Path(done_run.work_dir).parent / "demo"
+    # one segment actor
+    cfg = _ray_cfg(
+        demo, tmp_path, f"segment.ray_resources.{ACCEL}=1", "execution.stall_timeout_s=120"
+    )
+    runs = {
+        r.stage: r
+        for r in run_pipeline(cfg, stage_classes={"segment": IdleDyingSegment}, progress=print)
+    }
+    assert ray_env.with_name("idle-death").exists()  # the actor did die
+    assert "streaming stopped" not in caplog.text
+    for name in CHAIN:
+        assert runs[name].processed == runs[name].planned > 0, name
+        assert runs[name].status["done"] == runs[name].planned, name
+    assert _shards(tmp_path / "out") == _shards(Path(done_run.out_dir))
+
+
+def test_node_watch_stops_a_quiet_stream_only_after_a_node_loss(monkeypatch):
+    """Ray Data keeps a pool actor that died with its node and starts no replacement (the
+    stream stalls): a lost node, then no series out for the grace time, stops the stream."""
+    from refrad_builder.engine.streaming import NodeLost, _NodeWatch
+
+    nodes = {"head", "spare"}
+    monkeypatch.setattr(_NodeWatch, "_alive", staticmethod(lambda: set(nodes)))
+    watch = _NodeWatch(grace_s=0.3, poll_s=0.0)
+    time.sleep(0.4)
+    watch.check()  # quiet, but every node is alive: a slow item, not a stall
+    nodes.discard("spare")
+    watch.check()  # the loss is seen: the grace time starts now
+    time.sleep(0.2)
+    watch.output()  # a series left: still moving
+    time.sleep(0.2)
+    watch.check()
+    time.sleep(0.2)
+    with pytest.raises(NodeLost):
+        watch.check()

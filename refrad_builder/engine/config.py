@@ -292,10 +292,17 @@ class ExecConfig(_Section):
         "before it is recorded as failed (worker_died)",
     )
     streaming: bool = Field(
-        default=False,
+        default=True,
         description="on Ray, stream each series through deid -> volume -> segment -> slices -> "
-        "text (the stages overlap); false (default until a hang of the stream with a real "
-        "TotalSegmentator actor on a multi-node cluster is understood): one stage after the other",
+        "text (the stages overlap); false: one stage after the other",
+    )
+    stall_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="a Ray dataset (a stage, or the stream) in which no item moves for this "
+        "many seconds stops and runs its unfinished items in isolation; there, items whose "
+        "tasks have not finished after this long (none finishing meanwhile) are recorded as "
+        "failed (stalled) and retried by the next run. Raise it when one item may take longer",
     )
     lock_stale_s: float = Field(
         default=120.0,

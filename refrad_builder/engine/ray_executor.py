@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from typing import Any
 
@@ -99,6 +99,9 @@ class RayExecutor:
         if hasattr(ctx, "enable_operator_progress_bars"):
             ctx.enable_operator_progress_bars = verbose
         ctx.max_errored_blocks = 0
+        # a dataset in which nothing moves for this long stops (ExecutionTimeoutError): its
+        # unfinished items then run in isolation, where a stuck task becomes a failed item
+        ctx.execution_no_progress_timeout_s = cfg.execution.stall_timeout_s
         if not verbose:
             for name in QUIET_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
@@ -155,17 +158,14 @@ class RayExecutor:
 
     # --- running ------------------------------------------------------------------------
 
-    def _dataset(self, stage: Stage, items: list[WorkItem], cfg: RunConfig):
-        import ray
+    def map_stage(self, ds, stage: Stage, task_fn, actor_cls, args: tuple, batch_size: int):
+        """``ds`` with ``stage`` appended as one ``map_batches``: an actor pool of
+        ``actor_cls`` for an ``actor_pool`` stage (at most as many actors as the cluster
+        holds), else tasks of ``task_fn``; each worker asks for the stage's resources."""
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         res = self.ray_resources(stage)
-        slots = self._slots(res)
-        batch = max(1, stage.batch_size())
-        rows = [{"item": json.dumps(asdict(it))} for it in items]
-        ds = ray.data.from_items(rows, override_num_blocks=block_count(len(rows), batch, slots))
-        args = self.task_args(stage, cfg)
-        common = {"batch_size": batch, **res}
+        common = {"batch_size": batch_size, **res}
         # Retries off (Ray Data's defaults retry a block, and restart an actor, forever): the
         # retry options go through map_batches' ray_remote_args, the only way Ray 2.60 takes
         # them (it warns they will move; nothing replaces them yet).
@@ -173,21 +173,31 @@ class RayExecutor:
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             if stage.actor_pool:
                 return ds.map_batches(
-                    _Worker,
+                    actor_cls,
                     fn_constructor_args=args,
-                    compute=ActorPoolStrategy(min_size=1, max_size=slots),
+                    compute=ActorPoolStrategy(min_size=1, max_size=self._slots(res)),
                     max_restarts=0,
                     max_task_retries=0,
                     **common,
                 )
             return ds.map_batches(
-                _process_batch,
+                task_fn,
                 fn_args=args,
                 compute=TaskPoolStrategy(),
                 max_retries=0,
                 retry_exceptions=False,
                 **common,
             )
+
+    def _dataset(self, stage: Stage, items: list[WorkItem], cfg: RunConfig):
+        import ray
+
+        slots = self._slots(self.ray_resources(stage))
+        batch = max(1, stage.batch_size())
+        rows = [{"item": json.dumps(asdict(it))} for it in items]
+        ds = ray.data.from_items(rows, override_num_blocks=block_count(len(rows), batch, slots))
+        args = self.task_args(stage, cfg)
+        return self.map_stage(ds, stage, _process_batch, _Worker, args, batch)
 
     def run(
         self,
@@ -210,22 +220,39 @@ class RayExecutor:
                 if tick:
                     tick(len(batch["id"]))
         except Exception as exc:  # a worker died, or Ray gave up on a block: isolate
-            ledger = Ledger(stage.out_dir)
-            rest = [
-                it
-                for it in items
-                if it.id not in results and not ledger.is_done(it.id, it.fingerprint)
-            ]
-            if tick:
-                tick(len(items) - len(results) - len(rest))
-            log.warning(
-                "%s: a worker failed (%s); running the %d unfinished item(s) in isolation",
-                stage.name,
-                _worker_death_reason(exc),
-                len(rest),
+            results.update(
+                self.rerun_unfinished(stage, items, results, exc, cfg, tick, "a worker failed")
             )
-            results.update(self._isolate(stage, rest, cfg, tick))
         return list(results.values())
+
+    def rerun_unfinished(
+        self,
+        stage: Stage,
+        items: list[WorkItem],
+        finished: Collection[str],
+        exc: BaseException,
+        cfg: RunConfig,
+        tick: Callable[[int], None] | None,
+        what: str,
+    ) -> dict[str, dict[str, str]]:
+        """After a dataset of ``items`` stopped with ``exc`` (a worker died, no progress):
+        the items neither ``finished`` nor recorded done since run in isolation."""
+        ledger = Ledger(stage.out_dir)
+        rest = [
+            it
+            for it in items
+            if it.id not in finished and not ledger.is_done(it.id, it.fingerprint)
+        ]
+        if tick:
+            tick(len(items) - len(finished) - len(rest))
+        log.warning(
+            "%s: %s (%s); running the %d unfinished item(s) in isolation",
+            stage.name,
+            what,
+            _worker_death_reason(exc),
+            len(rest),
+        )
+        return self._isolate(stage, rest, cfg, tick)
 
     def _isolate(
         self,
@@ -235,7 +262,8 @@ class RayExecutor:
         tick: Callable[[int], None] | None,
     ) -> dict[str, dict[str, str]]:
         """Run ``items`` as independent tasks; split a chunk whose worker dies into single
-        items; record an item that keeps killing its worker as failed."""
+        items; record an item that keeps killing its worker as failed, and the items of tasks
+        of which none finished within ``execution.stall_timeout_s`` as failed (stalled)."""
         import ray
 
         res = self.ray_resources(stage)
@@ -244,8 +272,7 @@ class RayExecutor:
         size = max(1, stage.batch_size())
         queue = collections.deque(items[i : i + size] for i in range(0, len(items), size))
         deaths: collections.Counter[str] = collections.Counter()
-        ledger = Ledger(stage.out_dir)
-        results: dict[str, dict[str, str]] = {}
+        out = _Outcomes(stage, Ledger(stage.out_dir), tick)
         inflight: dict[Any, list[WorkItem]] = {}
         limit = self._slots(res)
         while queue or inflight:
@@ -253,17 +280,20 @@ class RayExecutor:
                 chunk = queue.popleft()
                 rows = [json.dumps(asdict(it)) for it in chunk]
                 inflight[remote.remote(rows, *args)] = chunk
-            [ref], _ = ray.wait(list(inflight), num_returns=1)
-            chunk = inflight.pop(ref)
+            timeout = cfg.execution.stall_timeout_s
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout)
+            if not ready:  # none finished for that long: scheduled nowhere, or hung
+                for ref, chunk in inflight.items():
+                    ray.cancel(ref, force=True)
+                    for it in out.unfinished(chunk):
+                        out.fail(it, "stalled", f"no task finished within {timeout:.0f} s")
+                inflight.clear()
+                continue
+            chunk = inflight.pop(ready[0])
             try:
-                out = ray.get(ref)
+                done = ray.get(ready[0])
             except Exception as exc:
-                left = [it for it in chunk if not ledger.is_done(it.id, it.fingerprint)]
-                for it in chunk:
-                    if it not in left:  # done before its worker died
-                        results[it.id] = {"id": it.id, "outcome": "ok", "reason": ""}
-                if tick and len(left) < len(chunk):
-                    tick(len(chunk) - len(left))
+                left = out.unfinished(chunk)
                 reason = _worker_death_reason(exc)
                 died = reason in WORKER_DEATHS
                 if died and len(left) > 1:  # which item killed it? run them one by one
@@ -276,25 +306,44 @@ class RayExecutor:
                         continue
                     # out of retries, or an error no retry mends (e.g. a worker that cannot
                     # read the secret): recorded as failed, retried by the next run
-                    ledger.mark_error(it.id, it.fingerprint, reason, "")
-                    results[it.id] = {"id": it.id, "outcome": "error", "reason": reason}
-                    log.warning(
-                        "%s: item %s failed: %s",
-                        stage.name,
-                        it.id,
-                        f"its worker died {deaths[it.id]} times ({reason})" if died else reason,
-                    )
-                    if tick:
-                        tick(1)
+                    why = f"its worker died {deaths[it.id]} times ({reason})" if died else reason
+                    out.fail(it, reason, why)
                 continue
-            for i, item_id in enumerate(out["id"]):
-                results[item_id] = {k: out[k][i] for k in ("id", "outcome", "reason")}
+            for i, item_id in enumerate(done["id"]):
+                out.results[item_id] = {k: done[k][i] for k in ("id", "outcome", "reason")}
             if tick:
-                tick(len(out["id"]))
-        return results
+                tick(len(done["id"]))
+        return out.results
 
     def close(self) -> None:
         import ray
 
         if self._owns and ray.is_initialized():
             ray.shutdown()
+
+
+class _Outcomes:
+    """What isolation learnt about its items: results by id, failures recorded in the
+    stage's ledger (counted, with a reason; the next run retries them)."""
+
+    def __init__(self, stage: Stage, ledger: Ledger, tick: Callable[[int], None] | None):
+        self.stage, self.ledger, self.tick = stage, ledger, tick
+        self.results: dict[str, dict[str, str]] = {}
+
+    def unfinished(self, chunk: list[WorkItem]) -> list[WorkItem]:
+        """The items of a chunk whose task failed that are not recorded done; those that
+        are (done before their worker died) count as ok."""
+        left = [it for it in chunk if not self.ledger.is_done(it.id, it.fingerprint)]
+        for it in chunk:
+            if it not in left:
+                self.results[it.id] = {"id": it.id, "outcome": "ok", "reason": ""}
+        if self.tick and len(left) < len(chunk):
+            self.tick(len(chunk) - len(left))
+        return left
+
+    def fail(self, it: WorkItem, reason: str, why: str) -> None:
+        self.ledger.mark_error(it.id, it.fingerprint, reason, "")
+        self.results[it.id] = {"id": it.id, "outcome": "error", "reason": reason}
+        log.warning("%s: item %s failed: %s", self.stage.name, it.id, why)
+        if self.tick:
+            self.tick(1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -168,6 +169,67 @@ def _keeps(chain: list[type[Stage]]) -> list[tuple[str, ...]]:
     ]
 
 
+# How long a stream that lost a node may go without a series leaving it before it is stopped.
+NODE_LOSS_GRACE_S = 60.0
+
+
+class NodeLost(RuntimeError):
+    """The stream lost a node and then went quiet (see :class:`_NodeWatch`)."""
+
+
+class _NodeWatch:
+    """Stops a stream that lost a node and then let no series out for ``grace_s``.
+
+    Ray Data's actor pool keeps an actor that died without restarting (its node was stopped
+    or drained) as a member and starts no replacement; when it was the pool's only actor, the
+    series routed to the pool waited until Ray Data's no-progress timeout (the stall seen on
+    the loopback cluster: 0% CPU, no pending demands). A task on a lost node fails the stream
+    at once; this catches the quiet case. The check runs in the stream's scheduling loop (an
+    execution callback) and raises :class:`NodeLost` there, which ends the stream; its
+    unfinished items then run in isolation and every later stage runs what is left."""
+
+    def __init__(self, grace_s: float, poll_s: float = 2.0):
+        self.grace_s, self.poll_s = grace_s, poll_s
+        self.last_output = self._checked = time.monotonic()
+        self._died_at: float | None = None
+        self._start = self._alive()
+
+    @staticmethod
+    def _alive() -> set[str]:
+        import ray
+
+        return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+
+    def output(self) -> None:
+        """A series left the stream."""
+        self.last_output = time.monotonic()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.poll_s:
+            return
+        self._checked = now
+        if self._died_at is None and not self._start <= self._alive():
+            self._died_at = now
+        if self._died_at is not None and now - max(self.last_output, self._died_at) > self.grace_s:
+            raise NodeLost(f"a node was lost and no series left for {self.grace_s:.0f} s")
+
+    def attach(self, ds: Any) -> None:
+        """Run :meth:`check` at every scheduling step of ``ds``'s execution."""
+        from ray.data._internal.execution.execution_callback import ExecutionCallback
+
+        watch = self
+
+        class _Check(ExecutionCallback):
+            def on_execution_step(self, executor: Any) -> None:
+                watch.check()
+
+        ds.context.custom_execution_callback_classes = [
+            *ds.context.custom_execution_callback_classes,
+            _Check,
+        ]
+
+
 @dataclass
 class StreamHead:
     """The executor of the chain's first stage: streams its pending items through the whole
@@ -185,7 +247,6 @@ class StreamHead:
 
     def _dataset(self, head: Stage, items: list[WorkItem], cfg: RunConfig):
         import ray
-        from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         chain = [type(head), *self.rest]
         stages = [head] + [cls(head.ctx) for cls in self.rest]
@@ -196,28 +257,9 @@ class StreamHead:
         # one series per block: a series moves on as soon as its own step is done
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 1024))
         for i, (stage, keep) in enumerate(zip(stages, _keeps(chain), strict=True)):
-            res = self.inner.ray_resources(stage)
             ref, config_json, key_tag = self.inner.task_args(stage, cfg)
             args = (ref, config_json, key_tag, i == 0, stage.name in self.forced, keep)
-            opts = {"batch_size": 1, "max_retries": 0, **res}
-            if stage.actor_pool:
-                opts.pop("max_retries")
-                ds = ds.map_batches(
-                    _StreamStep,
-                    fn_constructor_args=args,
-                    compute=ActorPoolStrategy(min_size=1, max_size=self.inner._slots(res)),
-                    max_restarts=0,
-                    max_task_retries=0,
-                    **opts,
-                )
-            else:
-                ds = ds.map_batches(
-                    _stream_batch,
-                    fn_args=args,
-                    compute=TaskPoolStrategy(),
-                    retry_exceptions=False,
-                    **opts,
-                )
+            ds = self.inner.map_stage(ds, stage, _stream_batch, _StreamStep, args, 1)
         return ds
 
     def run(
@@ -228,39 +270,27 @@ class StreamHead:
         tick: Callable[[int], None] | None = None,
     ) -> list[dict[str, str]]:
         """Stream ``items`` (the head's pending items) through the chain; if the stream
-        stops (a worker died), the head's unfinished items run on the inner executor."""
-        import warnings
-
+        stops (a worker died, a node was lost, nothing moved for
+        ``execution.stall_timeout_s``), the head's
+        unfinished items run in isolation on the inner executor."""
         if not items:
             return []
         seen: set[str] = set()
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-                ds = self._dataset(stage, items, cfg)
+            ds = self._dataset(stage, items, cfg)
+            watch = _NodeWatch(NODE_LOSS_GRACE_S)
+            watch.attach(ds)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                watch.output()
                 for raw in batch["row"]:
                     state = json.loads(str(raw))
                     seen.add(state["key"])
                     self.ran.update(state["ran"])
                     if tick:
                         tick(1)
-        except Exception as exc:
-            from refrad_builder.engine.ray_executor import _worker_death_reason
-
-            ledger = Ledger(stage.out_dir)
-            left = [
-                it
-                for it in items
-                if it.id not in seen and not ledger.is_done(it.id, it.fingerprint)
-            ]
-            if tick:
-                tick(len(items) - len(seen) - len(left))
-            log.warning(
-                "streaming stopped (%s); %s: running the %d unfinished item(s) stage by stage",
-                _worker_death_reason(exc),
-                stage.name,
-                len(left),
+        except Exception as exc:  # the later stages plan and run what it left, stage by stage
+            out = self.inner.rerun_unfinished(
+                stage, items, seen, exc, cfg, tick, "streaming stopped"
             )
-            return self.inner.run(stage, left, cfg, tick)
+            return list(out.values())
         return []
