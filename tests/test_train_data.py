@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from refrad_builder.text import grounding
-from refrad_builder.train import augment, data, tasks, tokenizer
+from refrad_builder.train import augment, data, metrics, tasks, tokenizer
 
 
 def test_hu_from_png_and_ct_windows():
@@ -117,3 +117,24 @@ def test_tokenizer_keeps_markup_whole():
     codec = tokenizer.ScratchCodec(tok)
     ids, plen = codec.encode("Caption this image:", text)
     assert codec.decode(ids[plen:]) == text and ids[plen - 1] == codec.sep_id
+
+
+def test_long_grounded_target_is_cut_at_a_phrase_and_keeps_its_end_token():
+    phrases = [
+        grounding.token(c, name, (4 * c, 8, 4 * c + 20, 40), 96, 96)
+        for c, name in ((3, "kidney"), (5, "liver"), (7, "spleen"), (9, "aorta"), (11, "stomach"))
+    ]
+    text = "Visible: " + ", ".join(phrases) + "."
+    tok = tokenizer.train_tokenizer([text, "Visible structures: aorta"], 300)
+    codec = tokenizer.ScratchCodec(tok)
+    prompt = "Caption this image and detect keywords:"
+    full, plen = codec.encode(prompt, text)
+    ids, plen2, cut = data.fit_target(codec, prompt, text, len(full) - 3)
+    assert cut and plen2 == plen and len(ids) <= len(full) - 3
+    assert ids[-1] == codec.eos_id  # the model still learns to stop
+    target = codec.decode(ids[plen:])
+    assert text.startswith(target) and target.endswith("</p>")
+    assert metrics.parses(target, "grounded")
+    assert len(grounding.parse(target)) == 4  # the last whole phrase that fits is kept
+    same, _, not_cut = data.fit_target(codec, prompt, text, len(full))
+    assert same == full and not not_cut

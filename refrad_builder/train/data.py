@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from dataclasses import replace
 from functools import partial
 from itertools import count
@@ -157,10 +158,32 @@ class ShardStream(IterableDataset):
                 yield item
 
 
+# Where a target that is too long may end: after a grounded phrase or a sentence.
+_TARGET_CUTS = re.compile(r"</p>|[.!?;](?=\s)")
+
+
+def fit_target(codec, prompt: str, target: str, max_len: int) -> tuple[list[int], int, bool]:
+    """(ids, prefix length, cut): the encoded example, its target shortened to the longest run
+    of whole grounded phrases or sentences that fits ``max_len`` with its end token, so a cut
+    target still parses and still teaches the model to stop. Only when not even the first
+    sentence fits are the tokens cut mid-way."""
+    ids, plen = codec.encode(prompt, target)
+    if len(ids) <= max_len:
+        return ids, plen, False
+    for cut in reversed([m.end() for m in _TARGET_CUTS.finditer(target)]):
+        ids, plen = codec.encode(prompt, target[:cut])
+        if len(ids) <= max_len:
+            return ids, plen, True
+    ids, plen = codec.encode(prompt, target)
+    return ids[:max_len], min(plen, max_len), True
+
+
 def collate(items: list[dict], codec, max_len: int) -> dict:
     """Pad to the longest sequence; labels are the target tokens only (-100 elsewhere)."""
-    seqs = [codec.encode(it["example"].prompt, it["example"].target) for it in items]
-    seqs = [(ids[:max_len], min(p, max_len)) for ids, p in seqs]
+    fitted = [
+        fit_target(codec, it["example"].prompt, it["example"].target, max_len) for it in items
+    ]
+    seqs = [(ids, plen) for ids, plen, _ in fitted]
     t = max(len(ids) for ids, _ in seqs)
     input_ids = torch.full((len(items), t), codec.pad_id, dtype=torch.long)
     labels = torch.full((len(items), t), -100, dtype=torch.long)
@@ -173,6 +196,7 @@ def collate(items: list[dict], codec, max_len: int) -> dict:
         "labels": labels,
         "prefix_len": torch.tensor([p for _, p in seqs]),
         "length": torch.tensor([len(ids) for ids, _ in seqs]),
+        "cut": sum(cut for _, _, cut in fitted),
         "examples": [it["example"] for it in items],
         "keys": [it["key"] for it in items],
         "positions": [it["position"] for it in items],

@@ -35,7 +35,7 @@ class Meter:
         """Start a new window."""
         self.t0 = time.perf_counter()
         self.wait = 0.0
-        self.tokens = self.samples = 0
+        self.tokens = self.samples = self.cut = 0
         self.flops = 0.0
         self.task_sum: dict[str, float] = defaultdict(float)
         self.task_n: dict[str, int] = defaultdict(int)
@@ -50,6 +50,7 @@ class Meter:
             self.task_n[ex.task] += n
         self.tokens += int(batch["length"].sum())
         self.samples += batch["pixels"].shape[0]
+        self.cut += batch.get("cut", 0)
         self.flops += flops
 
     def summary(self) -> dict:
@@ -59,6 +60,8 @@ class Meter:
             "tokens_per_s": self.tokens * self.world / dt,
             "samples_per_s": self.samples * self.world / dt,
             "data_wait": self.wait / dt,
+            # examples whose target was shortened to fit max_text_len (see data.fit_target)
+            "cut_fraction": self.cut / max(1, self.samples),
             "loss_by_task": {t: self.task_sum[t] / max(1, self.task_n[t]) for t in self.task_sum},
         }
         if self.peak:

@@ -125,6 +125,8 @@ def _log(out: Path, record: dict, bar) -> None:
     parts += [f"{k} {v:.3f}" for k, v in record["loss_by_task"].items()]
     parts += [f"tok/s {record['tokens_per_s']:.0f}", f"smp/s {record['samples_per_s']:.1f}"]
     parts += [f"wait {record['data_wait']:.0%}"]
+    if record.get("cut_fraction"):
+        parts.append(f"cut {record['cut_fraction']:.0%}")
     if "mfu" in record:
         parts.append(f"mfu {record['mfu']:.1%}")
     if "peak_mem_gib" in record:
