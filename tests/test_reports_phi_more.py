@@ -5,29 +5,9 @@ names the PHI that must go and a clinical word in the same text that must stay."
 from __future__ import annotations
 
 import pytest
+from phi_cases import check_gone_kept as _check
 
 from refrad_builder.reports.scrub import scrub
-
-
-def _covered(text: str, lang: str) -> set[int]:
-    covered: set[int] = set()
-    for s, e, _ in scrub(text, lang=lang).spans:
-        covered.update(range(s, e))
-    return covered
-
-
-def _check(text: str, lang: str, gone: str, kept: str) -> None:
-    covered = _covered(text, lang)
-    start = text.index(gone)
-    missed = [
-        c
-        for i, c in zip(range(start, start + len(gone)), text[start:], strict=False)
-        if c.isalnum() and i not in covered
-    ]
-    assert not missed, f"{gone!r} not fully removed from {scrub(text, lang=lang).text!r}"
-    k = text.index(kept)
-    assert not covered & set(range(k, k + len(kept))), f"{kept!r} lost"
-
 
 INSTITUTIONS = [
     # a specialty practice named by a rare place name, as a field
